@@ -1,0 +1,33 @@
+# One command sets up and runs each job on a fresh clone with only Python 3.11 and pip.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: test demo bench bench-quick lint typecheck clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check connex_async tests benchmarks examples
+	$(BIN)/ruff format --check connex_async tests benchmarks examples
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict connex_async
+
+## make test: set up .venv, then ruff, mypy --strict and the whole pytest suite.
+test: lint typecheck
+	$(BIN)/pytest -q
+
+## make demo: set up .venv, then poll a few hundred simulated sub-portfolios for ~15 s.
+demo: $(STAMP)
+	$(BIN)/connex-async demo --portfolios 300 --duration 15
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info
