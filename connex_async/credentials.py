@@ -70,7 +70,7 @@ class Credentials:
     def __hash__(self) -> int:
         return hash((self.api_key, self.label))
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> str | tuple[object, ...]:
         # Pickling would write the secret to wherever the pickle goes.
         raise TypeError("Credentials cannot be pickled: the secret would leave the process")
 

@@ -1,0 +1,1 @@
+"""One package per venue: ``models`` (schemas), ``api`` (wire knowledge), ``client``."""

@@ -1,0 +1,153 @@
+"""Window-safe rate limits on top of aiolimiter, with cooldowns the server can impose.
+
+Why not ``AsyncLimiter(N, T)`` as it is: it is a bucket of capacity N draining N/T per second, so
+it admits a burst of N and then the drip, up to 2N - 1 requests inside one window of length T.
+A venue that counts a strict sliding window answers the N+1st with a 429.
+
+The derivation. Let a bucket hold at most ``b`` tokens (``burst``) and refill at ``r`` tokens/s;
+each request spends one. Take N+1 consecutive admissions ``a_i <= ... <= a_{i+N}``. At ``a_i``
+at most ``b`` tokens are available (the one ``a_i`` spends included), so the other ``N + 1 - b``
+must be refilled before ``a_{i+N}``::
+
+    a_{i+N} - a_i >= (N + 1 - b) / r
+
+Choosing ``r = (N + 1 - b) / (T + m)`` makes any N+1 admissions at least ``T + m`` apart. If the
+network (and our own event loop) delays two requests by amounts that differ by less than the
+margin ``m``, their arrivals are more than ``T`` apart, so no half-open window ``(t - T, t]`` at
+the server ever holds more than N of them. The sustained rate is ``r``, i.e. a utilization of
+``(N + 1 - b) * T / (N * (T + m))``: with ``b = 1`` and ``m = 25 ms``, 97.6% of 20 req/s and
+99.96% of 300 req/60 s. Every extra token of burst costs ``1/N`` of throughput, which is why
+``burst`` defaults to 1 (a steady pacer). ``AsyncLimiter(b, b / r)`` is exactly that bucket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+from aiolimiter import AsyncLimiter
+
+from connex_async.errors import LimiterTimeoutError
+
+__all__ = ["LimiterRegistry", "RateLimit", "WindowSafeLimiter"]
+
+DEFAULT_MARGIN = 0.025
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most ``count`` requests in any window of ``period`` seconds, as the venue counts them.
+
+    ``burst`` is how many requests may go back to back after an idle spell; ``margin`` (seconds)
+    absorbs network and scheduling jitter. See the module docstring for the derivation.
+    """
+
+    count: int
+    period: float
+    burst: int = 1
+    margin: float = DEFAULT_MARGIN
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.count, int) or self.count < 1:
+            raise ValueError(f"RateLimit.count must be a positive int, got {self.count!r}")
+        if not self.period > 0:
+            raise ValueError(f"RateLimit.period must be > 0 seconds, got {self.period!r}")
+        if not 1 <= self.burst <= self.count:
+            raise ValueError(f"RateLimit.burst must be in 1..count ({self.count}), got {self.burst!r}")
+        if not self.margin >= 0:
+            raise ValueError(f"RateLimit.margin must be >= 0 seconds, got {self.margin!r}")
+
+    @property
+    def refill_rate(self) -> float:
+        """Tokens per second: ``(count + 1 - burst) / (period + margin)``."""
+        return (self.count + 1 - self.burst) / (self.period + self.margin)
+
+    @property
+    def utilization(self) -> float:
+        """The sustained rate as a fraction of the nominal ``count / period``."""
+        return self.refill_rate * self.period / self.count
+
+    def new_bucket(self) -> AsyncLimiter:
+        """An aiolimiter bucket of capacity ``burst`` draining at ``refill_rate``."""
+        return AsyncLimiter(self.burst, self.burst / self.refill_rate)
+
+
+class WindowSafeLimiter:
+    """One limit scope (venue, limit group, endpoint): a window-safe bucket plus a cooldown.
+
+    ``cool_down(until)`` is how server feedback wins: a 429 pauses the whole scope, not just the
+    request that received it. Waiting is cancellation-safe: a cancelled waiter spends nothing.
+    """
+
+    __slots__ = ("_bucket", "_cooldown_until", "cooldowns", "limit")
+
+    def __init__(self, limit: RateLimit) -> None:
+        self.limit = limit
+        self._bucket = limit.new_bucket()
+        self._cooldown_until = 0.0  # time.monotonic()
+        self.cooldowns = 0
+
+    @property
+    def cooldown_remaining(self) -> float:
+        """Seconds until the current cooldown ends (0 if none)."""
+        return max(0.0, self._cooldown_until - time.monotonic())
+
+    def cool_down(self, seconds: float) -> None:
+        """Admit nothing for ``seconds`` from now (extends, never shortens, a running cooldown)."""
+        until = time.monotonic() + max(0.0, seconds)
+        if until > self._cooldown_until:
+            self._cooldown_until = until
+            self.cooldowns += 1
+
+    async def acquire(self) -> None:
+        """Wait for a slot; on return the caller may send exactly one request."""
+        while True:
+            remaining = self.cooldown_remaining
+            if remaining > 0:
+                await asyncio.sleep(remaining)
+                continue
+            await self._bucket.acquire()
+            # A cooldown that began while we queued wins: the slot is spent, wait and take another.
+            if self.cooldown_remaining <= 0:
+                return
+
+
+class LimiterRegistry:
+    """The limiters of one pool, keyed by scope; the first configuration of a scope wins."""
+
+    __slots__ = ("_limiters",)
+
+    def __init__(self) -> None:
+        self._limiters: dict[Hashable, WindowSafeLimiter] = {}
+
+    def get(self, scope: Hashable, limit: RateLimit) -> WindowSafeLimiter:
+        """The limiter of ``scope``, created with ``limit`` on first use."""
+        limiter = self._limiters.get(scope)
+        if limiter is None:
+            limiter = self._limiters[scope] = WindowSafeLimiter(limit)
+        return limiter
+
+    def find(self, scope: Hashable) -> WindowSafeLimiter | None:
+        """The limiter of ``scope`` if it exists."""
+        return self._limiters.get(scope)
+
+    def discard(self, scope: Hashable) -> None:
+        """Forget a scope (a removed portfolio)."""
+        self._limiters.pop(scope, None)
+
+    def __len__(self) -> int:
+        return len(self._limiters)
+
+    async def acquire(self, limiters: tuple[WindowSafeLimiter, ...], max_wait: float | None) -> float:
+        """Acquire each limiter in order (key scope, then host); return the seconds waited."""
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(max_wait):
+                for limiter in limiters:
+                    await limiter.acquire()
+        except TimeoutError:
+            waited = time.monotonic() - started
+            raise LimiterTimeoutError(f"no rate-limit slot within max_queue_wait={max_wait}s", waited=waited) from None
+        return time.monotonic() - started

@@ -1,0 +1,180 @@
+"""Counters and latency distributions per venue and endpoint, with a hook for exporters.
+
+The SDK depends on no metrics library: :meth:`Metrics.subscribe` hands every attempt to a callback
+that can feed Prometheus or OpenTelemetry, and :meth:`Metrics.snapshot` gives a plain picture.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+__all__ = ["AttemptEvent", "EndpointSnapshot", "Histogram", "Metrics", "MetricsSnapshot"]
+
+logger = logging.getLogger("connex_async")
+
+# Bucket upper bounds in seconds: 0.5 ms .. ~65 s, doubling.
+_BOUNDS = tuple(0.0005 * 2**i for i in range(18))
+
+
+class Histogram:
+    """Fixed exponential buckets: constant memory, quantiles within a factor of 2 of the truth."""
+
+    __slots__ = ("count", "counts", "max", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(_BOUNDS) + 1)
+        self.count = 0
+        self.total = 0.0
+        self.max = 0.0
+
+    def observe(self, seconds: float) -> None:
+        """Record one value."""
+        self.counts[bisect.bisect_left(_BOUNDS, seconds)] += 1
+        self.count += 1
+        self.total += seconds
+        self.max = max(self.max, seconds)
+
+    def quantile(self, q: float) -> float:
+        """The upper bound of the bucket holding quantile ``q`` (0 if empty)."""
+        if not self.count:
+            return 0.0
+        rank = q * self.count
+        seen = 0
+        for i, n in enumerate(self.counts):
+            seen += n
+            if seen >= rank and n:
+                return min(_BOUNDS[i], self.max) if i < len(_BOUNDS) else self.max
+        return self.max
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptEvent:
+    """One HTTP attempt, as handed to subscribers. Carries the label, never the key."""
+
+    venue: str
+    endpoint: str
+    portfolio: str | None
+    attempt: int
+    status: int | None
+    latency: float
+    limiter_wait: float
+    error: str | None
+
+
+@dataclass(slots=True)
+class _EndpointStats:
+    requests: int = 0
+    successes: int = 0
+    retries: int = 0
+    cooldowns: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    latency: Histogram = field(default_factory=Histogram)
+    limiter_wait: Histogram = field(default_factory=Histogram)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSnapshot:
+    """Totals for one (venue, endpoint) at one moment."""
+
+    requests: int
+    successes: int
+    retries: int
+    cooldowns: int
+    errors: dict[str, int]
+    latency_p50: float
+    latency_p99: float
+    limiter_wait_p50: float
+    limiter_wait_p99: float
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSnapshot:
+    """Per ``(venue, endpoint)`` snapshots plus grand totals."""
+
+    endpoints: dict[tuple[str, str], EndpointSnapshot]
+
+    @property
+    def requests(self) -> int:
+        """HTTP attempts, retries included."""
+        return sum(e.requests for e in self.endpoints.values())
+
+    @property
+    def retries(self) -> int:
+        """Attempts that were retries."""
+        return sum(e.retries for e in self.endpoints.values())
+
+    @property
+    def errors(self) -> int:
+        """Failed attempts, all classes."""
+        return sum(sum(e.errors.values()) for e in self.endpoints.values())
+
+    @property
+    def cooldowns(self) -> int:
+        """Rate-limit cooldowns imposed by the venues."""
+        return sum(e.cooldowns for e in self.endpoints.values())
+
+
+class Metrics:
+    """Live counters of one pool."""
+
+    __slots__ = ("_stats", "_subscribers")
+
+    def __init__(self) -> None:
+        self._stats: dict[tuple[str, str], _EndpointStats] = {}
+        self._subscribers: list[Callable[[AttemptEvent], None]] = []
+
+    def subscribe(self, callback: Callable[[AttemptEvent], None]) -> Callable[[], None]:
+        """Call ``callback`` after every attempt; returns a function that unsubscribes."""
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    def _of(self, venue: str, endpoint: str) -> _EndpointStats:
+        stats = self._stats.get((venue, endpoint))
+        if stats is None:
+            stats = self._stats[(venue, endpoint)] = _EndpointStats()
+        return stats
+
+    def record(self, event: AttemptEvent) -> None:
+        """Count one attempt and pass it to the subscribers."""
+        stats = self._of(event.venue, event.endpoint)
+        stats.requests += 1
+        if event.attempt > 1:
+            stats.retries += 1
+        if event.error is None:
+            stats.successes += 1
+        else:
+            stats.errors[event.error] += 1
+        stats.latency.observe(event.latency)
+        stats.limiter_wait.observe(event.limiter_wait)
+        for callback in self._subscribers:
+            try:
+                callback(event)
+            except Exception:  # an exporter's bug must not fail a request
+                logger.exception("metrics subscriber failed")
+
+    def record_cooldown(self, venue: str, endpoint: str) -> None:
+        """Count a cooldown imposed by the venue's rate-limit answer."""
+        self._of(venue, endpoint).cooldowns += 1
+
+    def snapshot(self) -> MetricsSnapshot:
+        """A consistent copy of every counter."""
+        return MetricsSnapshot(
+            {
+                key: EndpointSnapshot(
+                    requests=s.requests,
+                    successes=s.successes,
+                    retries=s.retries,
+                    cooldowns=s.cooldowns,
+                    errors=dict(s.errors),
+                    latency_p50=s.latency.quantile(0.5),
+                    latency_p99=s.latency.quantile(0.99),
+                    limiter_wait_p50=s.limiter_wait.quantile(0.5),
+                    limiter_wait_p99=s.limiter_wait.quantile(0.99),
+                )
+                for key, s in self._stats.items()
+            }
+        )

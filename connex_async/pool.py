@@ -1,0 +1,388 @@
+"""The session pool and the one request loop every venue goes through.
+
+Per attempt: **limit** (per key scope, then per host) -> **sign** (fresh nonce / timestamp) ->
+**send** (one shared aiohttp session, the signed query byte for byte) -> **classify and decode**
+(the venue's ``parse``) -> **retry or raise** (typed error). Where to look:
+
+- limiting: :meth:`SessionPool._limiters_for`, :mod:`connex_async.limits`
+- signing:  :meth:`SessionPool._sign`, :mod:`connex_async.signing`
+- sending:  :meth:`SessionPool._send`
+- retrying: :meth:`SessionPool._recover`, :mod:`connex_async.retry`
+- decoding: the venue's ``parse``, :mod:`connex_async.decoding`
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self, TypeVar
+from urllib.parse import urlsplit
+
+import aiohttp
+from yarl import URL
+
+from connex_async.credentials import Credentials
+from connex_async.decoding import DEFAULT_MAX_BODY_BYTES
+from connex_async.errors import (
+    CircuitOpenError,
+    ConnexAsyncError,
+    LimiterTimeoutError,
+    RateLimitError,
+    RequestTimeoutError,
+    TimestampError,
+    TransportError,
+)
+from connex_async.limits import LimiterRegistry, RateLimit, WindowSafeLimiter
+from connex_async.metrics import AttemptEvent, Metrics
+from connex_async.retry import RetryPolicy
+from connex_async.signing import ParamValue, SignedRequest, encode_query, normalize_params
+from connex_async.venues.base import Endpoint, RawResponse, Venue
+
+__all__ = ["CallStats", "SessionPool", "track_call"]
+
+T = TypeVar("T")
+logger = logging.getLogger("connex_async")
+
+
+@dataclass(slots=True)
+class CallStats:
+    """What one logical call cost: filled in by the pool while :func:`track_call` is active."""
+
+    attempts: int = 0
+    limiter_wait: float = 0.0
+    latency: float = 0.0
+
+
+_current_call: ContextVar[CallStats | None] = ContextVar("connex_async_call", default=None)
+
+
+@contextlib.contextmanager
+def track_call() -> Iterator[CallStats]:
+    """Collect attempts, limiter wait and HTTP latency of the requests made inside the block."""
+    stats = CallStats()
+    token = _current_call.set(stats)
+    try:
+        yield stats
+    finally:
+        _current_call.reset(token)
+
+
+class SessionPool:
+    """One aiohttp session, the limiter registry, clock offsets and circuits, shared by clients.
+
+    ``connector_limit`` bounds connections (and so in-flight requests); ``timeout`` bounds each
+    HTTP attempt, not the wait for a rate-limit slot, which ``max_queue_wait`` bounds on its own.
+    """
+
+    def __init__(
+        self,
+        *,
+        connector_limit: int = 100,
+        limit_per_host: int = 0,
+        timeout: float = 10.0,
+        max_queue_wait: float | None = None,
+        retry: RetryPolicy | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        user_agent: str = "connex-async/0.1",
+    ) -> None:
+        if connector_limit < 1:
+            raise ValueError("connector_limit must be >= 1")
+        if timeout <= 0:
+            raise ValueError("timeout must be > 0 seconds")
+        self.connector_limit = connector_limit
+        self.limit_per_host = limit_per_host
+        self.timeout = timeout
+        self.max_queue_wait = max_queue_wait
+        self.retry = retry or RetryPolicy()
+        self.max_body_bytes = max_body_bytes
+        self.user_agent = user_agent
+        self.limiters = LimiterRegistry()
+        self.metrics = Metrics()
+        self._session: aiohttp.ClientSession | None = None
+        self._clock_offsets: dict[tuple[str, str], float] = {}
+        self._clock_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._circuits: dict[tuple[str, str], float] = {}  # (venue, host) -> time.time() until
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> Self:
+        """Create the session inside the running loop (idempotent)."""
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self.connector_limit, limit_per_host=self.limit_per_host, ttl_dns_cache=300
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                headers={"User-Agent": self.user_agent},
+                raise_for_status=False,
+                auto_decompress=True,
+            )
+        return self
+
+    async def close(self) -> None:
+        """Close the session and its connections."""
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            await session.close()
+
+    @property
+    def closed(self) -> bool:
+        """True before :meth:`open` and after :meth:`close`."""
+        return self._session is None or self._session.closed
+
+    async def __aenter__(self) -> Self:
+        return await self.open()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # -- the request loop ------------------------------------------------------------------
+
+    async def request(
+        self,
+        venue: Venue,
+        endpoint: Endpoint[T],
+        base_url: str,
+        params: Mapping[str, ParamValue],
+        credentials: Credentials | None,
+        *,
+        limit: RateLimit | None = None,
+    ) -> T:
+        """Send one logical request, retrying as the policy allows; return the decoded data.
+
+        Raises a :class:`~connex_async.errors.ConnexAsyncError` subclass naming venue, endpoint
+        and portfolio label when the request cannot succeed.
+        """
+        if endpoint.signed and credentials is None:
+            raise ValueError(f"{venue.name}/{endpoint.name} needs credentials")
+        session = self._session
+        if session is None or session.closed:
+            raise RuntimeError("SessionPool is not open: use `async with SessionPool()` or `await open()`")
+        host = urlsplit(base_url).netloc
+        label = credentials.label if credentials else None
+        limiters = self._limiters_for(venue, endpoint, host, credentials, limit)
+        url = base_url.rstrip("/") + endpoint.path
+        call = _current_call.get()
+        attempt = 0
+        clock_resynced = False
+        while True:
+            attempt += 1
+            waited, started = 0.0, time.perf_counter()
+            try:
+                self._check_circuit(venue, host, endpoint, label)
+                waited = await self._acquire(limiters, venue, endpoint, label)
+                signed = await self._sign(venue, endpoint, base_url, params, credentials)
+                started = time.perf_counter()
+                response = await self._send(session, endpoint.method, url, signed, venue, endpoint, label)
+                latency = time.perf_counter() - started
+                result = venue.parse(endpoint, response, label)
+            except ConnexAsyncError as err:
+                err.attempts = attempt
+                status = getattr(err, "status", None)
+                if isinstance(err, LimiterTimeoutError | CircuitOpenError) and status is None:
+                    raise  # nothing was sent
+                latency = time.perf_counter() - started
+                self._observe(venue, endpoint, label, attempt, status, latency, waited, call, err)
+                if isinstance(err, TimestampError):
+                    # One re-sync and one more try; a clock that is still off will not fix itself.
+                    if clock_resynced or not await self._resync_clock(venue, base_url, err):
+                        raise
+                    clock_resynced = True
+                    continue
+                await self._recover(err, attempt, venue, host, endpoint, limiters)
+                continue
+            self._observe(venue, endpoint, label, attempt, response.status, latency, waited, call, None)
+            return result
+
+    async def _acquire(
+        self,
+        limiters: tuple[WindowSafeLimiter, ...],
+        venue: Venue,
+        endpoint: Endpoint[Any],
+        label: str | None,
+    ) -> float:
+        try:
+            return await self.limiters.acquire(limiters, self.max_queue_wait)
+        except LimiterTimeoutError as err:
+            err.venue, err.endpoint, err.portfolio = venue.name, endpoint.name, label
+            raise
+
+    def _limiters_for(
+        self,
+        venue: Venue,
+        endpoint: Endpoint[Any],
+        host: str,
+        credentials: Credentials | None,
+        limit: RateLimit | None,
+    ) -> tuple[WindowSafeLimiter, ...]:
+        """Key scope first (venue, limit group, endpoint), then the venue's host-wide scope."""
+        found: list[WindowSafeLimiter] = []
+        limit = limit or endpoint.default_limit
+        if limit is not None:
+            group = credentials.limit_group if credentials else "anonymous"
+            found.append(self.limiters.get((venue.name, group, endpoint.name), limit))
+        if venue.host_limit is not None:
+            found.append(self.limiters.get((venue.name, "host", host), venue.host_limit))
+        return tuple(found)
+
+    async def _sign(
+        self,
+        venue: Venue,
+        endpoint: Endpoint[Any],
+        base_url: str,
+        params: Mapping[str, ParamValue],
+        credentials: Credentials | None,
+    ) -> SignedRequest:
+        """Sign afresh for every attempt, at venue time (local clock + measured offset)."""
+        if not endpoint.signed or credentials is None:
+            return SignedRequest(encode_query(normalize_params(params)), {})
+        key = (venue.name, base_url)
+        offset = self._clock_offsets.get(key)
+        if offset is None and venue.sync_clock_first:
+            offset = await self._first_clock_sync(venue, base_url)
+        return venue.sign(params, credentials, time.time() + (offset or 0.0))
+
+    async def _send(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: str,
+        signed: SignedRequest,
+        venue: Venue,
+        endpoint: Endpoint[Any],
+        label: str | None,
+    ) -> RawResponse:
+        """One HTTP exchange; the query goes out exactly as signed (``encoded=True``), no body."""
+        target = URL(f"{url}?{signed.query}" if signed.query else url, encoded=True)
+        context: dict[str, str | None] = {"venue": venue.name, "endpoint": endpoint.name, "portfolio": label}
+        try:
+            async with session.request(method, target, headers=signed.headers, allow_redirects=False) as resp:
+                if (resp.content_length or 0) > self.max_body_bytes:
+                    raise TransportError(
+                        f"response of {resp.content_length} bytes exceeds {self.max_body_bytes}",
+                        None,
+                        **context,
+                    )
+                body = await resp.read()
+                return RawResponse(resp.status, resp.headers, body)
+        except TimeoutError as exc:  # aiohttp's timeouts subclass TimeoutError too
+            raise RequestTimeoutError(f"no answer within {self.timeout}s", exc, **context) from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise TransportError(f"truncated or corrupt body: {exc}", exc, **context) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            reason = str(exc) or type(exc).__name__
+            raise TransportError(f"{type(exc).__name__}: {reason}", exc, **context) from exc
+
+    async def _recover(
+        self,
+        err: ConnexAsyncError,
+        attempt: int,
+        venue: Venue,
+        host: str,
+        endpoint: Endpoint[Any],
+        limiters: tuple[WindowSafeLimiter, ...],
+    ) -> None:
+        """Prepare the next attempt, or re-raise ``err`` when there must be none."""
+        if isinstance(err, CircuitOpenError):
+            self._circuits[(venue.name, host)] = err.until
+            logger.warning("%s: circuit opened for host %s until %.0f: %s", venue.name, host, err.until, err)
+            raise err
+        if isinstance(err, RateLimitError) and limiters:
+            # Server feedback wins: the whole scope pauses, not only this request.
+            limiters[0].cool_down(self.retry.cooldown(err.retry_after, attempt))
+            self.metrics.record_cooldown(venue.name, endpoint.name)
+        if not err.retryable or attempt > self.retry.max_retries:
+            raise err
+        if not isinstance(err, RateLimitError):  # a rate-limited retry waits in the limiter instead
+            await asyncio.sleep(self.retry.backoff(attempt))
+
+    def _check_circuit(self, venue: Venue, host: str, endpoint: Endpoint[Any], label: str | None) -> None:
+        until = self._circuits.get((venue.name, host))
+        if until is None:
+            return
+        if time.time() >= until:
+            del self._circuits[(venue.name, host)]
+            return
+        raise CircuitOpenError(
+            f"host {host} paused after a ban signal; calls fail fast until "
+            f"{time.strftime('%H:%M:%S', time.gmtime(until))} UTC",
+            until=until,
+            retry_after=until - time.time(),
+            venue=venue.name,
+            endpoint=endpoint.name,
+            portfolio=label,
+        )
+
+    def open_circuits(self) -> dict[tuple[str, str], float]:
+        """``(venue, host) -> until`` for every host currently paused."""
+        now = time.time()
+        return {k: v for k, v in self._circuits.items() if v > now}
+
+    # -- clock ----------------------------------------------------------------------------
+
+    def clock_offset(self, venue: Venue | str, base_url: str) -> float | None:
+        """The measured ``venue_time - local_time`` for a venue and base URL, if known."""
+        name = venue if isinstance(venue, str) else venue.name
+        return self._clock_offsets.get((name, base_url))
+
+    async def _first_clock_sync(self, venue: Venue, base_url: str) -> float | None:
+        key = (venue.name, base_url)
+        lock = self._clock_locks.setdefault(key, asyncio.Lock())
+        async with lock:  # one measurement, however many callers arrive together
+            if key not in self._clock_offsets:
+                await self._resync_clock(venue, base_url, None)
+        return self._clock_offsets.get(key)
+
+    async def _resync_clock(self, venue: Venue, base_url: str, error: ConnexAsyncError | None) -> bool:
+        try:
+            offset = await venue.measure_clock_offset(self, base_url, error)
+        except ConnexAsyncError as exc:
+            logger.warning("%s: clock sync failed: %s", venue.name, exc)
+            return False
+        if offset is None:
+            return False
+        self._clock_offsets[(venue.name, base_url)] = offset
+        logger.info("%s: clock offset to %s is %+.3fs", venue.name, base_url, offset)
+        return True
+
+    # -- bookkeeping ----------------------------------------------------------------------
+
+    def _observe(
+        self,
+        venue: Venue,
+        endpoint: Endpoint[Any],
+        label: str | None,
+        attempt: int,
+        status: int | None,
+        latency: float,
+        waited: float,
+        call: CallStats | None,
+        err: ConnexAsyncError | None,
+    ) -> None:
+        error = type(err).__name__ if err is not None else None
+        self.metrics.record(AttemptEvent(venue.name, endpoint.name, label, attempt, status, latency, waited, error))
+        if call is not None:
+            call.attempts += 1
+            call.limiter_wait += waited
+            call.latency += latency
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s/%s portfolio=%s attempt=%d status=%s latency=%.1fms limiter_wait=%.1fms%s",
+                venue.name,
+                endpoint.name,
+                label,
+                attempt,
+                status,
+                latency * 1000,
+                waited * 1000,
+                f" error={error}: {err}" if err is not None else "",
+            )

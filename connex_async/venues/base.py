@@ -1,0 +1,155 @@
+"""What a venue supplies to the request loop: endpoints, a signer, an answer classifier, a clock.
+
+The loop in :mod:`connex_async.pool` knows no venue. It asks the venue to sign a request and to
+turn ``(status, headers, body)`` into data or a typed error; everything venue-specific (envelope
+codes, header names, clock sources) stays behind this interface.
+"""
+
+from __future__ import annotations
+
+import abc
+import email.utils
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from connex_async.credentials import Credentials
+from connex_async.decoding import PayloadDecoder, snippet
+from connex_async.errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ConnexAsyncError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+)
+from connex_async.limits import RateLimit
+from connex_async.signing import ParamValue, SignedRequest
+
+if TYPE_CHECKING:
+    from connex_async.pool import SessionPool
+
+__all__ = ["CodeRule", "Endpoint", "RawResponse", "Venue", "error_for_status", "parse_http_date"]
+
+T = TypeVar("T")
+
+_REQUEST_ID_HEADERS = ("X-Request-Id", "Traceid", "X-Bapi-Trace-Id", "X-Trace-Id")
+
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    """An HTTP answer as read off the wire: nothing interpreted yet."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    @property
+    def is_json(self) -> bool:
+        """True if the Content-Type says JSON, or is missing and the body looks like JSON."""
+        ctype = self.headers.get("Content-Type", "")
+        if ctype:
+            return "json" in ctype.lower()
+        return self.body.lstrip()[:1] in (b"{", b"[")
+
+    @property
+    def request_id(self) -> str | None:
+        """The venue's trace id for this answer, if it sent one."""
+        for name in _REQUEST_ID_HEADERS:
+            if value := self.headers.get(name):
+                return value
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint(Generic[T]):
+    """One venue endpoint: how to call it, which limit bucket it spends, how to decode its answer.
+
+    ``decoder`` decodes the whole envelope; the venue's ``parse`` unwraps the data from it.
+    """
+
+    venue: str
+    name: str
+    method: str
+    path: str
+    decoder: PayloadDecoder[Any]
+    default_limit: RateLimit | None
+    signed: bool = True
+    result_type: type[T] | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CodeRule:
+    """How one documented venue code maps onto the error tree."""
+
+    error: type[APIError]
+    retryable: bool | None = None
+    host_wide: bool = False
+
+
+class Venue(abc.ABC):
+    """The per-venue half of every request: signing, classification, clock and limits."""
+
+    #: "connex" or "zoomex": the first part of every limit scope and metric key.
+    name: str
+    #: Limits that apply to every request to the host, whatever the key (Zoomex: per IP).
+    host_limit: RateLimit | None = None
+
+    @abc.abstractmethod
+    def sign(self, params: Mapping[str, ParamValue], credentials: Credentials, now: float) -> SignedRequest:
+        """Sign a request at venue time ``now`` (seconds, already offset-corrected)."""
+
+    @abc.abstractmethod
+    def parse(self, endpoint: Endpoint[T], response: RawResponse, portfolio: str | None) -> T:
+        """Return the endpoint's data, or raise the typed error the answer stands for."""
+
+    @abc.abstractmethod
+    async def measure_clock_offset(
+        self, pool: SessionPool, base_url: str, error: ConnexAsyncError | None
+    ) -> float | None:
+        """Return ``venue_time - local_time`` in seconds, or ``None`` if it cannot be measured."""
+
+    #: Whether the clock offset is measured before the first signed request (Zoomex) or only
+    #: after the venue first rejects a nonce (ConneX, whose window is wide).
+    sync_clock_first: bool = False
+
+    def error_kwargs(self, endpoint: Endpoint[Any], response: RawResponse, portfolio: str | None) -> dict[str, Any]:
+        """The context every error from this answer carries."""
+        return {
+            "venue": self.name,
+            "endpoint": endpoint.name,
+            "portfolio": portfolio,
+            "status": response.status,
+            "request_id": response.request_id,
+            "headers": dict(response.headers),
+        }
+
+
+def error_for_status(venue: Venue, endpoint: Endpoint[Any], response: RawResponse, portfolio: str | None) -> APIError:
+    """The error for a non-2xx answer that carries no venue envelope (HTML, text, empty)."""
+    status = response.status
+    kind: type[APIError]
+    if status == 429:
+        kind = RateLimitError
+    elif status == 401:
+        kind = AuthenticationError
+    elif status == 403:
+        kind = PermissionDeniedError
+    elif status >= 500:
+        kind = ServerError
+    else:
+        kind = BadRequestError
+    text = snippet(response.body, 200).strip() or "no body"
+    return kind(f"HTTP {status}: {text}", **venue.error_kwargs(endpoint, response, portfolio))
+
+
+def parse_http_date(value: str | None) -> float | None:
+    """An HTTP ``Date`` / ``Retry-After`` date as a Unix timestamp, or ``None``."""
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed.timestamp()

@@ -1,0 +1,1 @@
+"""connex venue: endpoints, models, client."""

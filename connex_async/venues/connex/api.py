@@ -1,0 +1,184 @@
+"""ConneX wire knowledge: endpoints, signing binding, envelope codes, clock source."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
+
+from connex_async.credentials import Credentials
+from connex_async.decoding import PayloadDecoder, try_decode
+from connex_async.errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ConnexAsyncError,
+    DecodeError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    TimestampError,
+)
+from connex_async.limits import RateLimit
+from connex_async.signing import ParamValue, SignedRequest, sign_connex
+from connex_async.venues.base import (
+    CodeRule,
+    Endpoint,
+    RawResponse,
+    Venue,
+    error_for_status,
+    parse_http_date,
+)
+from connex_async.venues.connex.models import AssetsPage, ConnexEnvelope, ConnexHead, Position
+
+if TYPE_CHECKING:
+    from connex_async.pool import SessionPool
+
+__all__ = ["ASSETS", "CONNEX_CODES", "POSITIONS", "SUCCESS_CODES", "ConnexVenue", "retry_after_seconds"]
+
+T = TypeVar("T")
+
+VENUE = "connex"
+SUCCESS_CODES = frozenset({200, 200000})
+
+#: Documented business codes (reference: connex-api.md, "Envelope and errors").
+CONNEX_CODES: dict[int, CodeRule] = {
+    2000: CodeRule(AuthenticationError),  # signature check failed
+    2001: CodeRule(PermissionDeniedError),  # IP not on the key's whitelist
+    2002: CodeRule(AuthenticationError),  # authorization invalid
+    2003: CodeRule(PermissionDeniedError),  # no permission
+    7000: CodeRule(TimestampError),  # nonce outside +-60 s
+    100018: CodeRule(AuthenticationError),  # API key not found
+    405001: CodeRule(AuthenticationError),  # API key not found
+    100041: CodeRule(AuthenticationError),  # API key frozen
+    100429: CodeRule(RateLimitError),  # too many requests
+    500: CodeRule(ServerError),
+    501: CodeRule(ServerError),
+    40000: CodeRule(ServerError),
+    50001: CodeRule(ServerError),
+    **{code: CodeRule(BadRequestError, retryable=False) for code in range(400000, 400011)},
+    # 400011..400013: service busy, loading, timed out: worth another try.
+    **{code: CodeRule(BadRequestError, retryable=True) for code in range(400011, 400014)},
+}
+
+ASSETS: Endpoint[AssetsPage] = Endpoint(
+    venue=VENUE,
+    name="assets",
+    method="GET",
+    path="/api/v1/trading/portfolio/assets",
+    decoder=PayloadDecoder(ConnexEnvelope[AssetsPage], venue=VENUE, endpoint="assets"),
+    default_limit=RateLimit(20, 1.0),
+    result_type=AssetsPage,
+)
+POSITIONS: Endpoint[list[Position]] = Endpoint(
+    venue=VENUE,
+    name="positions",
+    method="GET",
+    path="/api/v1/trading/position",
+    decoder=PayloadDecoder(ConnexEnvelope[list[Position]], venue=VENUE, endpoint="positions"),
+    default_limit=RateLimit(300, 60.0),
+)
+
+# Reads only `code` and `message` of an answer whose `data` did not fit the endpoint's schema.
+_HEAD = msgspec.json.Decoder(ConnexHead, strict=False)
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds from now (delta-seconds or an HTTP date), if present."""
+    value = headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        when = parse_http_date(value)
+        return None if when is None else max(0.0, when - (time.time() if now is None else now))
+
+
+class ConnexVenue(Venue):
+    """ConneX / LiquidityTech RapidX: nonce in seconds, ``{code, message, data}`` envelope."""
+
+    name = VENUE
+
+    def sign(self, params: Mapping[str, ParamValue], credentials: Credentials, now: float) -> SignedRequest:
+        """Sign with a nonce of whole seconds of venue time."""
+        return sign_connex(params, credentials, int(now))
+
+    def parse(self, endpoint: Endpoint[T], response: RawResponse, portfolio: str | None) -> T:
+        """Unwrap ``data`` from a success envelope, or raise the error the answer stands for."""
+        if response.status == 429:  # the official SDKs do not read the body of a 429 either
+            raise RateLimitError(
+                "HTTP 429 too many requests",
+                retry_after=retry_after_seconds(response.headers),
+                **self.error_kwargs(endpoint, response, portfolio),
+            )
+        if not response.is_json:
+            if response.status < 300:
+                raise DecodeError(
+                    f"expected JSON, got {response.headers.get('Content-Type', 'no content type')}",
+                    snippet=response.body[:160].decode("utf-8", "replace"),
+                    status=response.status,
+                    venue=self.name,
+                    endpoint=endpoint.name,
+                    portfolio=portfolio,
+                )
+            raise error_for_status(self, endpoint, response, portfolio)
+        try:
+            envelope = endpoint.decoder.decode(response.body, status=response.status, portfolio=portfolio)
+        except DecodeError as exc:
+            raise self._error_from_head(endpoint, response, portfolio) or exc from None
+        if envelope.code not in SUCCESS_CODES:
+            raise self.error_for_code(envelope.code, envelope.message, endpoint, response, portfolio)
+        if envelope.data is None:
+            raise DecodeError(
+                "`data` is null in a success envelope",
+                path="$.data",
+                snippet=response.body[:160].decode("utf-8", "replace"),
+                status=response.status,
+                venue=self.name,
+                endpoint=endpoint.name,
+                portfolio=portfolio,
+            )
+        data: T = envelope.data
+        return data
+
+    def _error_from_head(
+        self, endpoint: Endpoint[Any], response: RawResponse, portfolio: str | None
+    ) -> APIError | None:
+        """An error envelope whose `data` does not fit the success schema, or a bare HTTP error."""
+        head = try_decode(_HEAD, response.body)
+        if head is None:
+            return error_for_status(self, endpoint, response, portfolio) if response.status >= 400 else None
+        if head.code in SUCCESS_CODES:
+            return None
+        return self.error_for_code(head.code, head.message, endpoint, response, portfolio)
+
+    def error_for_code(
+        self,
+        code: int,
+        message: str | None,
+        endpoint: Endpoint[Any],
+        response: RawResponse,
+        portfolio: str | None,
+    ) -> APIError:
+        """Map a documented ConneX code (or an unknown one) onto the error tree."""
+        rule = CONNEX_CODES.get(code)
+        kwargs = self.error_kwargs(endpoint, response, portfolio)
+        text = message or "no message"
+        if rule is None:
+            kind: type[APIError] = ServerError if response.status >= 500 else APIError
+            return kind(text, code=code, **kwargs)
+        if rule.error is RateLimitError:
+            return RateLimitError(text, code=code, retry_after=retry_after_seconds(response.headers), **kwargs)
+        return rule.error(text, code=code, retryable=rule.retryable, **kwargs)
+
+    async def measure_clock_offset(
+        self, pool: SessionPool, base_url: str, error: ConnexAsyncError | None
+    ) -> float | None:
+        """ConneX has no time endpoint: read the ``Date`` header of the answer that rejected us."""
+        if not isinstance(error, APIError):
+            return None
+        server_time = parse_http_date(error.headers.get("Date") or error.headers.get("date"))
+        return None if server_time is None else server_time - time.time()

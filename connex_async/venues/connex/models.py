@@ -1,0 +1,194 @@
+"""ConneX (LiquidityTech RapidX) response schemas as msgspec Structs.
+
+Amounts are exact ``Decimal`` (``None`` where the venue sends ``null`` or ``""``); timestamps
+are ``int`` milliseconds with ``datetime`` properties beside them. Unknown fields are ignored.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+import msgspec
+from msgspec import field
+
+from connex_async.decoding import check_finite
+
+__all__ = ["Asset", "AssetsPage", "ConnexEnvelope", "ConnexHead", "Position", "PositionSide", "TpslOrder"]
+
+T = TypeVar("T")
+
+if TYPE_CHECKING:
+    FlexibleId = str
+else:
+    # `portfolioId` is a string on assets and a JSON number elsewhere; both decode exactly
+    # (never through a float) and __post_init__ makes it a str.
+    FlexibleId = str | int
+
+
+def _ms_to_datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+class ConnexEnvelope(msgspec.Struct, Generic[T]):
+    """``{"code", "message", "data"}``; success is code 200 or 200000."""
+
+    code: int
+    message: str | None = None
+    data: T | None = None
+
+
+class ConnexHead(msgspec.Struct):
+    """Only ``code`` and ``message``: reads an error answer whatever its ``data`` holds."""
+
+    code: int
+    message: str | None = None
+
+
+class Asset(msgspec.Struct, kw_only=True):
+    """One coin on one exchange in the portfolio (a row of the assets page)."""
+
+    portfolio_id: FlexibleId = field(name="portfolioId")
+    coin: str
+    exchange_type: str = field(name="exchangeType")
+    balance: Decimal
+    available: Decimal
+    frozen: Decimal
+    equity: Decimal
+    debt: Decimal | None = None
+    borrow: Decimal | None = None
+    overdraw: Decimal | None = None
+    index_price: Decimal | None = field(name="indexPrice", default=None)
+    margin_value: Decimal | None = field(name="marginValue", default=None)
+    virtual_borrow: Decimal | None = field(name="virtualBorrow", default=None)
+    upnl: Decimal | None = None
+    debt_margin: Decimal | None = field(name="debtMargin", default=None)
+    perp_margin: Decimal | None = field(name="perpMargin", default=None)
+    max_transferable: Decimal | None = field(name="maxTransferable", default=None)
+    equity_value: Decimal | None = field(name="equityValue", default=None)
+    created_at_ms: int | None = field(name="createAt", default=None)
+    updated_at_ms: int | None = field(name="updateAt", default=None)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.portfolio_id, int):
+            self.portfolio_id = str(self.portfolio_id)
+        check_finite(
+            self.balance,
+            self.available,
+            self.frozen,
+            self.equity,
+            self.debt,
+            self.borrow,
+            self.overdraw,
+            self.index_price,
+            self.margin_value,
+            self.virtual_borrow,
+            self.upnl,
+            self.debt_margin,
+            self.perp_margin,
+            self.max_transferable,
+            self.equity_value,
+        )
+
+    @property
+    def updated_at(self) -> datetime | None:
+        """``updated_at_ms`` as an aware UTC ``datetime``."""
+        return None if self.updated_at_ms is None else _ms_to_datetime(self.updated_at_ms)
+
+
+class AssetsPage(msgspec.Struct, kw_only=True):
+    """One page of portfolio assets. ``page_count`` is the wire's ``pageNum`` (total pages)."""
+
+    page: int
+    page_size: int = field(name="pageSize")
+    page_count: int = field(name="pageNum")
+    total_size: int = field(name="totalSize")
+    assets: list[Asset] = field(name="list", default_factory=list)
+
+    @property
+    def is_last(self) -> bool:
+        """True when no page follows this one."""
+        return self.page >= self.page_count
+
+
+class PositionSide(StrEnum):
+    """LONG / SHORT in hedge mode; NONE (documented) or NET (official SDKs) in one-way mode."""
+
+    LONG = "LONG"
+    SHORT = "SHORT"
+    NONE = "NONE"
+    NET = "NET"
+
+
+class TpslOrder(msgspec.Struct, kw_only=True):
+    """A take-profit / stop-loss algo order attached to a position; every field is optional."""
+
+    algo_order_id: FlexibleId | None = field(name="algoOrderId", default=None)
+    algo_order_type: str | None = field(name="algoOrderType", default=None)
+    sym: str | None = None
+    side: str | None = None
+    order_qty: Decimal | None = field(name="orderQty", default=None)
+    order_state: str | None = field(name="orderState", default=None)
+    tp_trigger_price: Decimal | None = field(name="tpTriggerPrice", default=None)
+    sl_trigger_price: Decimal | None = field(name="slTriggerPrice", default=None)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.algo_order_id, int):
+            self.algo_order_id = str(self.algo_order_id)
+        check_finite(self.order_qty, self.tp_trigger_price, self.sl_trigger_price)
+
+
+class Position(msgspec.Struct, kw_only=True):
+    """One position. ``position_qty`` is signed (negative = short); ``liq_price`` may be ``None``."""
+
+    position_id: FlexibleId = field(name="positionId")
+    portfolio_id: FlexibleId = field(name="portfolioId")
+    sym: str
+    position_side: PositionSide = field(name="positionSide")
+    position_qty: Decimal = field(name="positionQty")
+    position_margin: Decimal | None = field(name="positionMargin", default=None)
+    position_mm: Decimal | None = field(name="positionMM", default=None)
+    position_value: Decimal | None = field(name="positionValue", default=None)
+    unrealized_pnl: Decimal | None = field(name="unrealizedPNL", default=None)
+    unrealized_pnl_rate: Decimal | None = field(name="unrealizedPNLRate", default=None)
+    avg_price: Decimal | None = field(name="avgPrice", default=None)
+    mark_price: Decimal | None = field(name="markPrice", default=None)
+    leverage: Decimal | None = None
+    max_leverage: Decimal | None = field(name="maxLeverage", default=None)
+    risk_level: str | None = field(name="riskLevel", default=None)
+    fee: Decimal | None = None
+    funding_fee: Decimal | None = field(name="fundingFee", default=None)
+    liq_price: Decimal | None = field(name="liqPrice", default=None)
+    created_at_ms: int | None = field(name="createAt", default=None)
+    updated_at_ms: int | None = field(name="updateAt", default=None)
+    tpsl_orders: list[TpslOrder] = field(name="tpslOrder", default_factory=list)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.position_id, int):
+            self.position_id = str(self.position_id)
+        if isinstance(self.portfolio_id, int):
+            self.portfolio_id = str(self.portfolio_id)
+        if isinstance(self.risk_level, int):  # lax mode may read "1" either way
+            self.risk_level = str(self.risk_level)
+        check_finite(
+            self.position_qty,
+            self.position_margin,
+            self.position_mm,
+            self.position_value,
+            self.unrealized_pnl,
+            self.unrealized_pnl_rate,
+            self.avg_price,
+            self.mark_price,
+            self.leverage,
+            self.max_leverage,
+            self.fee,
+            self.funding_fee,
+            self.liq_price,
+        )
+
+    @property
+    def updated_at(self) -> datetime | None:
+        """``updated_at_ms`` as an aware UTC ``datetime``."""
+        return None if self.updated_at_ms is None else _ms_to_datetime(self.updated_at_ms)

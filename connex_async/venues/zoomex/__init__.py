@@ -1,0 +1,1 @@
+"""zoomex venue: endpoints, models, client."""

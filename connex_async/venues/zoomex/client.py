@@ -1,0 +1,75 @@
+"""``ZoomexClient``: wallet balance and server time for one Zoomex API key."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+from connex_async.client import BaseClient
+from connex_async.credentials import Credentials
+from connex_async.limits import RateLimit
+from connex_async.pool import SessionPool
+from connex_async.venues.zoomex.api import SERVER_TIME, WALLET_BALANCE, ZoomexVenue
+from connex_async.venues.zoomex.models import ServerTime, WalletBalance
+
+__all__ = ["ACCOUNT_TYPES", "DEFAULT_BASE_URL", "ZoomexClient"]
+
+DEFAULT_BASE_URL = "https://openapi.zoomex.com"
+ACCOUNT_TYPES = frozenset({"UNIFIED", "CONTRACT"})
+
+
+class ZoomexClient(BaseClient):
+    """One Zoomex account (UID), selected by its API key.
+
+    The wallet-balance limit defaults to 10/s per key; the host-wide 600 per 5 s per IP sits on
+    top, shared by every Zoomex client of the pool. ``recv_window`` is in milliseconds.
+    """
+
+    endpoints = {"wallet": WALLET_BALANCE, "time": SERVER_TIME}
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        pool: SessionPool | None = None,
+        limits: Mapping[str, RateLimit] | None = None,
+        recv_window: int = 5000,
+        account_type: str = "UNIFIED",
+        **pool_options: Any,
+    ) -> None:
+        _check_account_type(account_type)
+        super().__init__(credentials, base_url=base_url, pool=pool, limits=limits, **pool_options)
+        self.venue = ZoomexVenue(recv_window=recv_window)
+        self.account_type = account_type
+
+    async def get_wallet_balance(
+        self, account_type: str | None = None, coins: Iterable[str] | None = None
+    ) -> WalletBalance:
+        """Wallet balance (``GET /cloud/trade/v3/account/wallet-balance``).
+
+        Without ``coins`` the venue returns only non-zero assets.
+        """
+        account_type = account_type or self.account_type
+        _check_account_type(account_type)
+        coin: str | None = None
+        if coins is not None:
+            names = [coins] if isinstance(coins, str) else list(coins)
+            for name in names:
+                if not isinstance(name, str) or not name.isalnum():
+                    raise ValueError(f"coin names must be alphanumeric like 'BTC', got {name!r}")
+            coin = ",".join(names) or None
+        return await self._call(WALLET_BALANCE, {"accountType": account_type, "coin": coin})
+
+    async def get_server_time(self) -> ServerTime:
+        """The venue's clock (unsigned)."""
+        return await self._call(SERVER_TIME, {})
+
+    def poll_jobs(self) -> dict[str, Callable[[], Awaitable[Any]]]:
+        """The wallet balance of the client's account type."""
+        return {"wallet": self.get_wallet_balance}
+
+
+def _check_account_type(account_type: str) -> None:
+    if account_type not in ACCOUNT_TYPES:
+        raise ValueError(f"account_type must be one of {sorted(ACCOUNT_TYPES)}, got {account_type!r}")

@@ -1,0 +1,128 @@
+"""Zoomex v3 (Bybit v5 style) response schemas as msgspec Structs.
+
+Zoomex sends ``""`` for every figure that does not apply (account-wide totals on CONTRACT
+accounts, ``usdValue``, ``borrowAmount``...): those are ``None``, never zero. Fields may be
+absent (``bonus``); unknown fields are ignored.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Generic, TypeVar
+
+import msgspec
+from msgspec import field
+
+from connex_async.decoding import check_finite
+
+__all__ = ["ServerTime", "WalletAccount", "WalletBalance", "WalletCoin", "ZoomexEnvelope", "ZoomexHead"]
+
+T = TypeVar("T")
+
+
+class ZoomexEnvelope(msgspec.Struct, Generic[T]):
+    """``{"retCode", "retMsg", "result", "retExtInfo", "time"}``; success is retCode 0."""
+
+    ret_code: int = field(name="retCode")
+    ret_msg: str | None = field(name="retMsg", default=None)
+    result: T | None = None
+    ret_ext_info: dict[str, Any] | None = field(name="retExtInfo", default=None)
+    time_ms: int | None = field(name="time", default=None)
+
+
+class ZoomexHead(msgspec.Struct):
+    """Only ``retCode`` and ``retMsg``: reads an error answer whatever its ``result`` holds."""
+
+    ret_code: int = field(name="retCode")
+    ret_msg: str | None = field(name="retMsg", default=None)
+
+
+class WalletCoin(msgspec.Struct, kw_only=True):
+    """One coin of a wallet account."""
+
+    coin: str
+    equity: Decimal | None = None
+    usd_value: Decimal | None = field(name="usdValue", default=None)
+    wallet_balance: Decimal | None = field(name="walletBalance", default=None)
+    borrow_amount: Decimal | None = field(name="borrowAmount", default=None)
+    available_to_borrow: Decimal | None = field(name="availableToBorrow", default=None)
+    available_to_withdraw: Decimal | None = field(name="availableToWithdraw", default=None)
+    accrued_interest: Decimal | None = field(name="accruedInterest", default=None)
+    total_order_im: Decimal | None = field(name="totalOrderIM", default=None)
+    total_position_im: Decimal | None = field(name="totalPositionIM", default=None)
+    total_position_mm: Decimal | None = field(name="totalPositionMM", default=None)
+    unrealised_pnl: Decimal | None = field(name="unrealisedPnl", default=None)
+    cum_realised_pnl: Decimal | None = field(name="cumRealisedPnl", default=None)
+    bonus: Decimal | None = None
+
+    def __post_init__(self) -> None:
+        check_finite(
+            self.equity,
+            self.usd_value,
+            self.wallet_balance,
+            self.borrow_amount,
+            self.available_to_borrow,
+            self.available_to_withdraw,
+            self.accrued_interest,
+            self.total_order_im,
+            self.total_position_im,
+            self.total_position_mm,
+            self.unrealised_pnl,
+            self.cum_realised_pnl,
+            self.bonus,
+        )
+
+
+class WalletAccount(msgspec.Struct, kw_only=True):
+    """One account (UNIFIED or CONTRACT) with its account-wide totals and its coins."""
+
+    account_type: str = field(name="accountType")
+    account_im_rate: Decimal | None = field(name="accountIMRate", default=None)
+    account_mm_rate: Decimal | None = field(name="accountMMRate", default=None)
+    total_equity: Decimal | None = field(name="totalEquity", default=None)
+    total_wallet_balance: Decimal | None = field(name="totalWalletBalance", default=None)
+    total_margin_balance: Decimal | None = field(name="totalMarginBalance", default=None)
+    total_available_balance: Decimal | None = field(name="totalAvailableBalance", default=None)
+    total_perp_upl: Decimal | None = field(name="totalPerpUPL", default=None)
+    total_initial_margin: Decimal | None = field(name="totalInitialMargin", default=None)
+    total_maintenance_margin: Decimal | None = field(name="totalMaintenanceMargin", default=None)
+    account_ltv: Decimal | None = field(name="accountLTV", default=None)
+    coins: list[WalletCoin] = field(name="coin", default_factory=list)
+
+    def __post_init__(self) -> None:
+        check_finite(
+            self.account_im_rate,
+            self.account_mm_rate,
+            self.total_equity,
+            self.total_wallet_balance,
+            self.total_margin_balance,
+            self.total_available_balance,
+            self.total_perp_upl,
+            self.total_initial_margin,
+            self.total_maintenance_margin,
+            self.account_ltv,
+        )
+
+
+class WalletBalance(msgspec.Struct, kw_only=True):
+    """The ``result`` of wallet-balance: one entry per account."""
+
+    accounts: list[WalletAccount] = field(name="list")
+
+
+class ServerTime(msgspec.Struct, kw_only=True):
+    """The ``result`` of market/time: the server clock in seconds and nanoseconds."""
+
+    time_second: int = field(name="timeSecond")
+    time_nano: int = field(name="timeNano")
+
+    @property
+    def time_ms(self) -> int:
+        """Server time in milliseconds."""
+        return self.time_nano // 1_000_000
+
+    @property
+    def datetime(self) -> datetime:
+        """Server time as an aware UTC ``datetime``."""
+        return datetime.fromtimestamp(self.time_nano / 1e9, tz=UTC)
