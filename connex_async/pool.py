@@ -49,6 +49,9 @@ __all__ = ["CallStats", "SessionPool", "track_call"]
 T = TypeVar("T")
 logger = logging.getLogger("connex_async")
 
+#: After a failed clock measurement, sign with the local clock this long before measuring again.
+CLOCK_RETRY_SECONDS = 30.0
+
 
 @dataclass(slots=True)
 class CallStats:
@@ -107,6 +110,7 @@ class SessionPool:
         self._session: aiohttp.ClientSession | None = None
         self._clock_offsets: dict[tuple[str, str], float] = {}
         self._clock_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._clock_retry_at: dict[tuple[str, str], float] = {}
         self._circuits: dict[tuple[str, str], float] = {}  # (venue, host) -> time.time() until
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -179,8 +183,12 @@ class SessionPool:
             waited, started = 0.0, time.perf_counter()
             try:
                 self._check_circuit(venue, host, endpoint, label)
+                if endpoint.signed and venue.sync_clock_first:
+                    # Before the limiter: nothing slow may sit between a granted slot and the send,
+                    # or the delay would eat the limiter's jitter margin.
+                    await self._first_clock_sync(venue, base_url)
                 waited = await self._acquire(limiters, venue, endpoint, label)
-                signed = await self._sign(venue, endpoint, base_url, params, credentials)
+                signed = self._sign(venue, base_url, params, credentials if endpoint.signed else None)
                 started = time.perf_counter()
                 response = await self._send(session, endpoint.method, url, signed, venue, endpoint, label)
                 latency = time.perf_counter() - started
@@ -234,22 +242,18 @@ class SessionPool:
             found.append(self.limiters.get((venue.name, "host", host), venue.host_limit))
         return tuple(found)
 
-    async def _sign(
+    def _sign(
         self,
         venue: Venue,
-        endpoint: Endpoint[Any],
         base_url: str,
         params: Mapping[str, ParamValue],
         credentials: Credentials | None,
     ) -> SignedRequest:
         """Sign afresh for every attempt, at venue time (local clock + measured offset)."""
-        if not endpoint.signed or credentials is None:
+        if credentials is None:
             return SignedRequest(encode_query(normalize_params(params)), {})
-        key = (venue.name, base_url)
-        offset = self._clock_offsets.get(key)
-        if offset is None and venue.sync_clock_first:
-            offset = await self._first_clock_sync(venue, base_url)
-        return venue.sign(params, credentials, time.time() + (offset or 0.0))
+        offset = self._clock_offsets.get((venue.name, base_url), 0.0)
+        return venue.sign(params, credentials, time.time() + offset)
 
     async def _send(
         self,
@@ -334,13 +338,17 @@ class SessionPool:
         name = venue if isinstance(venue, str) else venue.name
         return self._clock_offsets.get((name, base_url))
 
-    async def _first_clock_sync(self, venue: Venue, base_url: str) -> float | None:
+    async def _first_clock_sync(self, venue: Venue, base_url: str) -> None:
         key = (venue.name, base_url)
+        if key in self._clock_offsets or time.monotonic() < self._clock_retry_at.get(key, 0.0):
+            return
         lock = self._clock_locks.setdefault(key, asyncio.Lock())
         async with lock:  # one measurement, however many callers arrive together
-            if key not in self._clock_offsets:
-                await self._resync_clock(venue, base_url, None)
-        return self._clock_offsets.get(key)
+            if key in self._clock_offsets or time.monotonic() < self._clock_retry_at.get(key, 0.0):
+                return
+            if not await self._resync_clock(venue, base_url, None):
+                # Sign with the local clock for a while; a TimestampError will re-sync anyway.
+                self._clock_retry_at[key] = time.monotonic() + CLOCK_RETRY_SECONDS
 
     async def _resync_clock(self, venue: Venue, base_url: str, error: ConnexAsyncError | None) -> bool:
         try:

@@ -168,7 +168,10 @@ def test_bad_payload_is_a_decode_error(body: bytes, headers: dict[str, str], pat
 
 
 def test_bad_side_and_zoomex_result_null() -> None:
-    body = b'{"code":200000,"data":[{"positionId":"1","portfolioId":"2","sym":"X","positionSide":"SIDEWAYS","positionQty":"1"}]}'
+    body = (
+        b'{"code":200000,"data":[{"positionId":"1","portfolioId":"2","sym":"X",'
+        b'"positionSide":"SIDEWAYS","positionQty":"1"}]}'
+    )
     with pytest.raises(DecodeError, match="positionSide"):
         parse(CX, POSITIONS, body)
     with pytest.raises(DecodeError) as info:

@@ -9,7 +9,7 @@ from connex_async.client import BaseClient
 from connex_async.credentials import Credentials
 from connex_async.limits import RateLimit
 from connex_async.pool import SessionPool
-from connex_async.venues.zoomex.api import SERVER_TIME, WALLET_BALANCE, ZoomexVenue
+from connex_async.venues.zoomex.api import SERVER_TIME, WALLET_BALANCE, ZOOMEX_IP_LIMIT, ZoomexVenue
 from connex_async.venues.zoomex.models import ServerTime, WalletBalance
 
 __all__ = ["ACCOUNT_TYPES", "DEFAULT_BASE_URL", "ZoomexClient"]
@@ -22,7 +22,8 @@ class ZoomexClient(BaseClient):
     """One Zoomex account (UID), selected by its API key.
 
     The wallet-balance limit defaults to 10/s per key; the host-wide 600 per 5 s per IP sits on
-    top, shared by every Zoomex client of the pool. ``recv_window`` is in milliseconds.
+    top, shared by every Zoomex client of the pool (``host_limit``; the first client to reach a
+    host sets it). ``recv_window`` is in milliseconds.
     """
 
     endpoints = {"wallet": WALLET_BALANCE, "time": SERVER_TIME}
@@ -36,11 +37,12 @@ class ZoomexClient(BaseClient):
         limits: Mapping[str, RateLimit] | None = None,
         recv_window: int = 5000,
         account_type: str = "UNIFIED",
+        host_limit: RateLimit | None = ZOOMEX_IP_LIMIT,
         **pool_options: Any,
     ) -> None:
         _check_account_type(account_type)
         super().__init__(credentials, base_url=base_url, pool=pool, limits=limits, **pool_options)
-        self.venue = ZoomexVenue(recv_window=recv_window)
+        self.venue = ZoomexVenue(recv_window=recv_window, host_limit=host_limit)
         self.account_type = account_type
 
     async def get_wallet_balance(

@@ -1,0 +1,205 @@
+"""Window safety measured where it matters: on arrival at a real server over sockets.
+
+The server sleeps a random 0-20 ms per request (network jitter), then counts arrivals per key
+in a strict sliding window. Our limiter must give 0 violations at >= 95% of the nominal rate;
+the same harness with a raw ``AsyncLimiter(N, T)`` must catch violations, or the test is blind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiolimiter import AsyncLimiter
+
+from connex_async import ConnexClient, Credentials, RateLimit, SessionPool, ZoomexClient
+
+ASSETS = (Path(__file__).parent / "fixtures" / "connex_assets_doc.json").read_bytes()
+WALLET = (Path(__file__).parent / "fixtures" / "zoomex_wallet_seed.json").read_bytes()
+
+
+@dataclass
+class WindowServer:
+    """Counts arrivals per scope in a strict sliding window (t - period, t]."""
+
+    count: int
+    period: float
+    jitter: float = 0.02
+    handler_delay: float = 0.0
+    arrivals: dict[str, list[float]] = field(default_factory=lambda: collections.defaultdict(list))
+    windows: dict[str, collections.deque[float]] = field(
+        default_factory=lambda: collections.defaultdict(collections.deque)
+    )
+    violations: int = 0
+    cancelled: int = 0
+
+    def arrive(self, scope: str) -> None:
+        now = time.monotonic()
+        window = self.windows[scope]
+        while window and window[0] <= now - self.period:
+            window.popleft()
+        if len(window) >= self.count:
+            self.violations += 1
+        window.append(now)
+        self.arrivals[scope].append(now)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        try:
+            await asyncio.sleep(random.uniform(0, self.jitter))
+            scope = request.headers.get("X-MBX-APIKEY") or "zoomex-host"
+            self.arrive(scope)
+            if self.handler_delay:
+                await asyncio.sleep(self.handler_delay)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        if request.path.endswith("/market/time"):
+            now = time.time()
+            body = f'{{"retCode":0,"result":{{"timeSecond":"{int(now)}","timeNano":"{int(now * 1e9)}"}}}}'
+            return web.Response(body=body.encode(), content_type="application/json")
+        body = WALLET if "wallet" in request.path else ASSETS
+        return web.Response(body=body, content_type="application/json")
+
+    def utilization(self, scope: str) -> float:
+        times = self.arrivals[scope]
+        return (len(times) - 1) / (times[-1] - times[0]) / (self.count / self.period)
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[WindowServer], Awaitable[str]]]:
+    runners: list[web.AppRunner] = []
+
+    async def start(server: WindowServer) -> str:
+        app = web.Application()
+        app.router.add_route("GET", "/{tail:.*}", server.handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        port = runner.addresses[0][1]
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+async def hammer(call: Callable[[], Awaitable[Any]], callers: int, seconds: float) -> int:
+    deadline = time.monotonic() + seconds
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        while time.monotonic() < deadline:
+            await call()
+            done += 1
+
+    await asyncio.gather(*(worker() for _ in range(callers)))
+    return done
+
+
+async def run_one_key(serve: Any, limit: RateLimit, seconds: float) -> WindowServer:
+    server = WindowServer(limit.count, limit.period)
+    base = await serve(server)
+    async with SessionPool(connector_limit=100) as pool:
+        client = ConnexClient(Credentials("k1", "s1"), base_url=base, pool=pool, limits={"assets": limit})
+        await hammer(client.get_assets, callers=50, seconds=seconds)
+    return server
+
+
+@pytest.mark.parametrize(("limit", "seconds"), [(RateLimit(20, 1.0), 5.0), (RateLimit(30, 3.0), 6.0)])
+async def test_no_violations_and_at_least_95_percent(serve: Any, limit: RateLimit, seconds: float) -> None:
+    server = await run_one_key(serve, limit, seconds)
+    utilization = server.utilization("k1")
+    print(f"\n{limit}: {len(server.arrivals['k1'])} requests, {server.violations} violations, {utilization:.1%}")
+    assert server.violations == 0
+    assert utilization >= 0.95
+
+
+async def test_the_harness_catches_raw_aiolimiter(serve: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(RateLimit, "new_bucket", lambda self: AsyncLimiter(self.count, self.period))
+    server = await run_one_key(serve, RateLimit(20, 1.0), 5.0)
+    worst = max(sum(1 for t in server.arrivals["k1"] if start - 1.0 < t <= start) for start in server.arrivals["k1"])
+    print(f"\nraw AsyncLimiter(20, 1): {server.violations} violations, worst window {worst}")
+    assert server.violations > 0
+    assert worst > 30  # burst of 20 plus the drip: far over the limit
+
+
+async def test_keys_sharing_a_limit_group_share_the_window(serve: Any) -> None:
+    limit = RateLimit(10, 1.0)
+    server = WindowServer(10, 1.0)
+    base = await serve(server)
+    async with SessionPool() as pool:
+        clients = [
+            ConnexClient(
+                Credentials(f"k{i}", "s", limit_group="desk"), base_url=base, pool=pool, limits={"assets": limit}
+            )
+            for i in range(3)
+        ]
+        await asyncio.gather(*(hammer(c.get_assets, callers=5, seconds=3.0) for c in clients))
+    merged = sorted(t for times in server.arrivals.values() for t in times)
+    worst = max(sum(1 for t in merged if s - 1.0 < t <= s) for s in merged)
+    assert worst <= 10
+    assert len(merged) >= 0.95 * 10 * 3
+
+
+async def test_zoomex_host_limit_caps_all_keys_together(serve: Any) -> None:
+    server = WindowServer(15, 1.0)  # counts per "zoomex-host": Zoomex sends no X-MBX-APIKEY
+    base = await serve(server)
+    async with SessionPool() as pool:
+        clients = [
+            ZoomexClient(Credentials(f"z{i}", "s"), base_url=base, pool=pool, host_limit=RateLimit(15, 1.0))
+            for i in range(4)  # 4 keys x 10/s would be 40/s without the host scope
+        ]
+        await asyncio.gather(*(hammer(c.get_wallet_balance, callers=5, seconds=3.0) for c in clients))
+    assert server.violations == 0
+    assert server.utilization("zoomex-host") >= 0.9
+
+
+async def test_cancelling_thousands_of_limiter_waiters_leaks_no_capacity(serve: Any) -> None:
+    server = WindowServer(100, 1.0, jitter=0.0)
+    base = await serve(server)
+    limit = RateLimit(2, 1.0)  # one slot every ~0.5 s
+    async with SessionPool() as pool:
+        client = ConnexClient(Credentials("k1", "s1"), base_url=base, pool=pool, limits={"assets": limit})
+        await client.get_assets()
+        waiters = [asyncio.create_task(client.get_assets()) for _ in range(2000)]
+        await asyncio.sleep(0.2)
+        for task in waiters:
+            task.cancel()
+        results = await asyncio.gather(*waiters, return_exceptions=True)
+        assert all(isinstance(r, asyncio.CancelledError) for r in results)
+        started = time.monotonic()
+        await client.get_assets()
+        await client.get_assets()
+        # Two slots after the cancelled crowd: as if nobody had waited (about 0.5 s each).
+        assert time.monotonic() - started < 1.3
+    assert len(server.arrivals["k1"]) == 3
+
+
+async def test_cancelling_thousands_in_flight_leaks_no_connection(serve: Any) -> None:
+    server = WindowServer(10_000, 1.0, jitter=0.0, handler_delay=5.0)
+    base = await serve(server)
+    async with SessionPool(connector_limit=10) as pool:
+        slow = ConnexClient(
+            Credentials("k1", "s1"), base_url=base, pool=pool, limits={"assets": RateLimit(10_000, 1.0)}
+        )
+        tasks = [asyncio.create_task(slow.get_assets()) for _ in range(2000)]
+        await asyncio.sleep(0.5)  # 10 on the wire, the rest queued for a connection
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        server.handler_delay = 0.0
+        started = time.monotonic()
+        await asyncio.wait_for(asyncio.gather(*(slow.get_assets() for _ in range(20))), timeout=3.0)
+        assert time.monotonic() - started < 2.0  # all 10 connections came back
+    assert len(server.arrivals["k1"]) == 30
