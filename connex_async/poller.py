@@ -1,0 +1,381 @@
+"""Fan-out polling of many portfolios, as fresh as the limits allow.
+
+One scheduler task walks a heap of jobs (one per portfolio and endpoint) and starts each poll when
+it is due, at most ``max_in_flight`` at a time; no task exists for an idle job, so 10,000
+portfolios cost a heap entry each, not a coroutine each. Phases are spread over the interval so
+that thousands of keys never fire in the same millisecond. Every request still goes through the
+pool's limiters: the poller decides *when to want* data, the limiter decides *when to send*.
+
+Output is "newest wins" per (portfolio, endpoint): a consumer that falls behind sees the latest
+data for each, never an unbounded queue, and :attr:`PollerStats.superseded` counts what it missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+from connex_async.client import BaseClient
+from connex_async.errors import AuthenticationError, ConnexAsyncError, PermissionDeniedError
+from connex_async.pool import track_call
+
+__all__ = ["PollCancelledError", "Poller", "PollerStats", "Update"]
+
+logger = logging.getLogger("connex_async")
+
+JobKey = tuple[str, str]  # (portfolio label, endpoint)
+
+
+class PollCancelledError(ConnexAsyncError):
+    """The poller stopped while this poll was in flight; the poll's update carries this error."""
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """The outcome of one poll: ``data`` or ``error``, never both.
+
+    ``fetched_at`` is ``time.time()`` when the poll ended; ``latency`` the wall time of the whole
+    poll (all pages, retries, limiter waits); ``attempts`` the HTTP attempts it took.
+    """
+
+    portfolio: str
+    venue: str
+    endpoint: str
+    data: Any
+    error: ConnexAsyncError | None
+    fetched_at: float
+    latency: float
+    attempts: int
+    limiter_wait: float = 0.0
+    quarantined: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when the poll returned data."""
+        return self.error is None
+
+
+@dataclass(slots=True)
+class _Job:
+    client: BaseClient
+    endpoint: str
+    fetch: Callable[[], Awaitable[Any]]
+    interval: float
+    due: float = 0.0
+    last_success: float | None = None  # time.monotonic()
+    created: float = field(default_factory=time.monotonic)
+    running: bool = False
+    removed: bool = False
+    auth_failures: int = 0
+
+    @property
+    def key(self) -> JobKey:
+        return (self.client.label, self.endpoint)
+
+
+@dataclass(frozen=True, slots=True)
+class PollerStats:
+    """Counters of a poller at one moment; ``staleness`` is seconds since the newest data."""
+
+    portfolios: int
+    jobs: int
+    in_flight: int
+    polls_started: int
+    polls_ended: int
+    polls_failed: int
+    superseded: int
+    pending_updates: int
+    quarantined: dict[str, str]
+    staleness: dict[JobKey, float]
+
+    def staleness_quantile(self, q: float) -> float:
+        """The ``q`` quantile of staleness over all jobs (0 if none)."""
+        values = sorted(self.staleness.values())
+        if not values:
+            return 0.0
+        return values[min(len(values) - 1, int(q * len(values)))]
+
+
+class Poller:
+    """Poll every client's endpoints at their intervals and yield an :class:`Update` per poll.
+
+    ``assets_every`` / ``positions_every`` apply to ConneX clients, ``wallet_every`` to Zoomex
+    clients (seconds; ``None`` skips that endpoint). ``max_in_flight`` defaults to the pool's
+    connector limit. A key whose polls fail authentication ``quarantine_after`` times in a row is
+    dropped and reported once.
+    """
+
+    def __init__(
+        self,
+        clients: Iterable[BaseClient] = (),
+        *,
+        assets_every: float | None = 1.0,
+        positions_every: float | None = 15.0,
+        wallet_every: float | None = 1.0,
+        max_in_flight: int | None = None,
+        quarantine_after: int = 3,
+        stop_timeout: float = 5.0,
+    ) -> None:
+        self.intervals: dict[str, float | None] = {
+            "assets": assets_every,
+            "positions": positions_every,
+            "wallet": wallet_every,
+        }
+        for name, every in self.intervals.items():
+            if every is not None and every <= 0:
+                raise ValueError(f"{name}_every must be > 0 seconds or None")
+        self.max_in_flight = max_in_flight
+        self.quarantine_after = quarantine_after
+        self.stop_timeout = stop_timeout
+        self._jobs: dict[JobKey, _Job] = {}
+        self._clients: dict[str, BaseClient] = {}
+        self._heap: list[tuple[float, int, _Job]] = []
+        self._seq = itertools.count()
+        self._latest: dict[JobKey, Update] = {}
+        self._ready: deque[JobKey] = deque()
+        self._has_updates = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._scheduler: asyncio.Task[None] | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._closing = False
+        self._started = self._ended = self._failed = self._superseded = 0
+        self._quarantined: dict[str, str] = {}
+        pending = list(clients)
+        for index, client in enumerate(pending):
+            self._register(client, phase=index / max(1, len(pending)))
+
+    # -- membership ------------------------------------------------------------------------
+
+    def add(self, client: BaseClient) -> None:
+        """Start polling ``client`` (at a random phase); its label must be unique."""
+        self._register(client, phase=random.random())
+        self._wake.set()
+
+    def remove(self, client_or_label: BaseClient | str) -> None:
+        """Stop polling a portfolio; a poll in flight still ends in one update."""
+        label = client_or_label if isinstance(client_or_label, str) else client_or_label.label
+        self._clients.pop(label, None)
+        for key in [k for k in self._jobs if k[0] == label]:
+            self._jobs.pop(key).removed = True
+
+    def _register(self, client: BaseClient, phase: float) -> None:
+        if client.label in self._clients:
+            raise ValueError(f"a portfolio labelled {client.label!r} is already polled")
+        if client.label in self._quarantined:
+            raise ValueError(f"portfolio {client.label!r} is quarantined: {self._quarantined[client.label]}")
+        self._clients[client.label] = client
+        now = time.monotonic()
+        for endpoint, fetch in client.poll_jobs().items():
+            interval = self.intervals.get(endpoint)
+            if interval is None:
+                continue
+            job = _Job(client, endpoint, fetch, interval, due=now + phase * interval)
+            self._jobs[job.key] = job
+            heapq.heappush(self._heap, (job.due, next(self._seq), job))
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> Self:
+        """Start the scheduler (idempotent)."""
+        if self._scheduler is None:
+            limit = self.max_in_flight
+            if limit is None:
+                pools = {id(c.pool): c.pool for c in self._clients.values()}
+                limit = min((p.connector_limit for p in pools.values()), default=100)
+            self._slots = asyncio.Semaphore(limit)
+            self._scheduler = asyncio.create_task(self._schedule(), name="connex-async-poller")
+        return self
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop scheduling; let polls in flight finish for ``grace`` s, then cancel the rest.
+
+        A cancelled poll still yields one update, with a :class:`PollCancelledError`.
+        """
+        self._closing = True
+        if self._scheduler is not None:
+            self._scheduler.cancel()
+            await asyncio.gather(self._scheduler, return_exceptions=True)
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=self.stop_timeout if grace is None else grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        self._has_updates.set()  # wake a consumer so it can see the end
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    # -- consuming -------------------------------------------------------------------------
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Update:
+        while not self._ready:
+            if self._closing and not self._tasks:
+                raise StopAsyncIteration
+            self._has_updates.clear()
+            await self._has_updates.wait()
+        return self._latest.pop(self._ready.popleft())
+
+    def drain(self) -> list[Update]:
+        """Every pending update, without waiting."""
+        updates = [self._latest.pop(key) for key in self._ready]
+        self._ready.clear()
+        return updates
+
+    def _publish(self, update: Update) -> None:
+        key = (update.portfolio, update.endpoint)
+        if key in self._latest:
+            self._superseded += 1  # the consumer never saw the older one: newest wins
+        else:
+            self._ready.append(key)
+        self._latest[key] = update
+        self._has_updates.set()
+
+    # -- scheduling ------------------------------------------------------------------------
+
+    async def _schedule(self) -> None:
+        assert self._slots is not None
+        while True:
+            if not self._heap:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            due, _, job = self._heap[0]
+            delay = due - time.monotonic()
+            if delay > 0:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                continue
+            heapq.heappop(self._heap)
+            if job.removed:
+                continue
+            await self._slots.acquire()
+            job.running = True
+            task = asyncio.create_task(self._poll(job))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _poll(self, job: _Job) -> None:
+        assert self._slots is not None
+        self._started += 1
+        started = time.perf_counter()
+        error: ConnexAsyncError | None = None
+        data: Any = None
+        try:
+            with track_call() as call:
+                try:
+                    data = await job.fetch()
+                except ConnexAsyncError as exc:
+                    error = exc
+                except asyncio.CancelledError:
+                    error = PollCancelledError(
+                        "poller stopped while the poll was in flight",
+                        venue=job.client.venue.name,
+                        endpoint=job.endpoint,
+                        portfolio=job.client.label,
+                    )
+                except Exception as exc:  # a bug must not silently eat a portfolio's updates
+                    logger.exception("poll of %s/%s failed unexpectedly", job.client.label, job.endpoint)
+                    error = ConnexAsyncError(
+                        f"unexpected {type(exc).__name__}: {exc}",
+                        venue=job.client.venue.name,
+                        endpoint=job.endpoint,
+                        portfolio=job.client.label,
+                    )
+        finally:
+            self._slots.release()
+            job.running = False
+        self._finish(job, data, error, time.perf_counter() - started, call.attempts, call.limiter_wait)
+
+    def _finish(
+        self,
+        job: _Job,
+        data: Any,
+        error: ConnexAsyncError | None,
+        latency: float,
+        attempts: int,
+        limiter_wait: float,
+    ) -> None:
+        self._ended += 1
+        now = time.monotonic()
+        quarantined = False
+        if error is None:
+            job.last_success = now
+            job.auth_failures = 0
+        else:
+            self._failed += 1
+            if isinstance(error, AuthenticationError | PermissionDeniedError):
+                job.auth_failures += 1
+                quarantined = job.auth_failures >= self.quarantine_after
+        if quarantined:
+            self._quarantine(job.client.label, error)
+        update = Update(
+            portfolio=job.client.label,
+            venue=job.client.venue.name,
+            endpoint=job.endpoint,
+            data=data,
+            error=error,
+            fetched_at=time.time(),
+            latency=latency,
+            attempts=attempts,
+            limiter_wait=limiter_wait,
+            quarantined=quarantined,
+        )
+        self._publish(update)
+        if not job.removed and not self._closing:
+            # Coalesce: a poll that overran its interval runs once more now, not once per missed tick.
+            job.due = max(job.due + job.interval, now)
+            heapq.heappush(self._heap, (job.due, next(self._seq), job))
+            self._wake.set()
+
+    def _quarantine(self, label: str, error: ConnexAsyncError | None) -> None:
+        if label in self._quarantined:
+            return
+        self._quarantined[label] = str(error)
+        logger.warning("portfolio %s quarantined after repeated auth failures: %s", label, error)
+        self.remove(label)
+
+    # -- observing -------------------------------------------------------------------------
+
+    @property
+    def quarantined(self) -> dict[str, str]:
+        """Quarantined portfolio labels and the error that put them there."""
+        return dict(self._quarantined)
+
+    def stats(self) -> PollerStats:
+        """Counters and staleness (seconds since each job's newest data, or since it was added)."""
+        now = time.monotonic()
+        return PollerStats(
+            portfolios=len(self._clients),
+            jobs=len(self._jobs),
+            in_flight=len(self._tasks),
+            polls_started=self._started,
+            polls_ended=self._ended,
+            polls_failed=self._failed,
+            superseded=self._superseded,
+            pending_updates=len(self._ready),
+            quarantined=dict(self._quarantined),
+            staleness={
+                key: now - (job.last_success if job.last_success is not None else job.created)
+                for key, job in self._jobs.items()
+            },
+        )
