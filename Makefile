@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: test demo bench bench-quick lint typecheck clean
 
@@ -13,6 +14,11 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
+
+$(BENCH_STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	touch $(STAMP) $(BENCH_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check connex_async tests benchmarks examples
@@ -28,6 +34,15 @@ test: lint typecheck
 ## make demo: set up .venv, then poll a few hundred simulated sub-portfolios for ~15 s.
 demo: $(STAMP)
 	$(BIN)/connex-async demo --portfolios 300 --duration 15
+
+## make bench: set up .venv with the bench extra, then run every benchmark (~3 min); tables, JSON
+## and plots go to benchmarks/results/ (latest.json, latest.md, *.png).
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks.run
+
+## make bench-quick: the same, tiny sizes and durations (< 30 s): a smoke run of every code path.
+bench-quick: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks.run --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info

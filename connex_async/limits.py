@@ -41,10 +41,35 @@ from aiolimiter import AsyncLimiter
 
 from connex_async.errors import LimiterTimeoutError
 
-__all__ = ["LimiterRegistry", "RateLimit", "WindowSafeLimiter"]
+__all__ = ["LimiterRegistry", "RateLimit", "RefundableBucket", "WindowSafeLimiter"]
 
 DEFAULT_MARGIN = 0.025
 DEFAULT_SLACK = 0.003
+
+
+class RefundableBucket(AsyncLimiter):
+    """aiolimiter's bucket plus a non-waiting :meth:`try_take` and :meth:`refund`.
+
+    They let a request limited per key *and* per host take both slots in one synchronous step, so
+    no token is ever held across an await (see :meth:`LimiterRegistry.acquire`). A refund is only
+    ever made in the same step as the take, so the token has not drained at all and handing back
+    exactly 1 is exact. ``_level`` and ``_wake_next`` are aiolimiter 1.x internals (pinned < 2;
+    tests/test_limits.py exercises both).
+    """
+
+    __slots__ = ()
+
+    def try_take(self) -> bool:
+        """Take one token if there is capacity right now; never waits."""
+        if not self.has_capacity():
+            return False
+        self._level += 1
+        return True
+
+    def refund(self) -> None:
+        """Give back the token taken in this same synchronous step, and wake a waiter."""
+        self._level = max(0.0, self._level - 1)
+        self._wake_next()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +116,7 @@ class RateLimit:
 
     def new_bucket(self) -> AsyncLimiter:
         """An aiolimiter bucket of ``capacity`` draining at ``refill_rate``."""
-        return AsyncLimiter(self.capacity, self.capacity / self.refill_rate)
+        return RefundableBucket(self.capacity, self.capacity / self.refill_rate)
 
 
 class WindowSafeLimiter:
@@ -129,9 +154,23 @@ class WindowSafeLimiter:
                 await asyncio.sleep(remaining)
                 continue
             await self._bucket.acquire()
-            # A cooldown that began while we queued wins: the slot is spent, wait and take another.
+            # A cooldown that began while we queued wins: give the slot back, wait, take another.
             if self.cooldown_remaining <= 0:
                 return
+            self.refund()
+
+    def try_acquire(self) -> bool:
+        """Take a slot only if one is free right now (no cooldown, capacity in the bucket)."""
+        if self.cooldown_remaining > 0:
+            return False
+        if isinstance(self._bucket, RefundableBucket):
+            return self._bucket.try_take()
+        return False  # a plain AsyncLimiter (a benchmark baseline) can only be waited on
+
+    def refund(self) -> None:
+        """Hand back a slot taken in this same synchronous step (never after an await)."""
+        if isinstance(self._bucket, RefundableBucket):
+            self._bucket.refund()
 
 
 class LimiterRegistry:
@@ -161,13 +200,40 @@ class LimiterRegistry:
         return len(self._limiters)
 
     async def acquire(self, limiters: tuple[WindowSafeLimiter, ...], max_wait: float | None) -> float:
-        """Acquire each limiter in order (key scope, then host); return the seconds waited."""
+        """Take one slot of every scope in the same instant; return the seconds waited.
+
+        Waiting happens on one scope at a time, holding nothing else: once it grants a slot, the
+        other scopes are tried synchronously. If one is full, the fresh slot is refunded (it was
+        taken in this very step, so nothing has drained) and that scope is waited on next. So no
+        slot is ever held across a wait: a key's admission and the host's are the same moment,
+        and a cancelled or timed-out request holds nothing.
+        """
         started = time.monotonic()
+        if max_wait is None:
+            await self._acquire_all(limiters)
+            return time.monotonic() - started
         try:
             async with asyncio.timeout(max_wait):
-                for limiter in limiters:
-                    await limiter.acquire()
+                await self._acquire_all(limiters)
         except TimeoutError:
             waited = time.monotonic() - started
             raise LimiterTimeoutError(f"no rate-limit slot within max_queue_wait={max_wait}s", waited=waited) from None
         return time.monotonic() - started
+
+    @staticmethod
+    async def _acquire_all(limiters: tuple[WindowSafeLimiter, ...]) -> None:
+        blocking = limiters[0] if limiters else None
+        while blocking is not None:
+            await blocking.acquire()
+            taken = [blocking]
+            blocking = None
+            for other in limiters:
+                if other in taken:
+                    continue
+                if other.try_acquire():
+                    taken.append(other)
+                    continue
+                for limiter in taken:  # refunded in the same step they were taken: exact
+                    limiter.refund()
+                blocking = other
+                break

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Iterator, Mapping
@@ -48,6 +49,12 @@ __all__ = ["CallStats", "SessionPool", "track_call"]
 
 T = TypeVar("T")
 logger = logging.getLogger("connex_async")
+
+
+@functools.lru_cache(maxsize=256)
+def _host_of(base_url: str) -> str:
+    return urlsplit(base_url).netloc
+
 
 #: After a failed clock measurement, sign with the local clock this long before measuring again.
 CLOCK_RETRY_SECONDS = 30.0
@@ -176,7 +183,7 @@ class SessionPool:
         session = self._session
         if session is None or session.closed:
             raise RuntimeError("SessionPool is not open: use `async with SessionPool()` or `await open()`")
-        host = urlsplit(base_url).netloc
+        host = _host_of(base_url)
         label = credentials.label if credentials else None
         limiters = self._limiters_for(venue, endpoint, host, credentials, limit)
         url = base_url.rstrip("/") + endpoint.path
@@ -199,10 +206,11 @@ class SessionPool:
                 latency = time.perf_counter() - started
                 result = venue.parse(endpoint, response, label)
             except ConnexAsyncError as err:
-                err.attempts = attempt
                 status = getattr(err, "status", None)
                 if isinstance(err, LimiterTimeoutError | CircuitOpenError) and status is None:
-                    raise  # nothing was sent
+                    err.attempts = attempt - 1
+                    raise  # nothing was sent this time
+                err.attempts = attempt
                 latency = time.perf_counter() - started
                 self._observe(venue, endpoint, label, attempt, status, latency, waited, call, err)
                 if isinstance(err, TimestampError):
@@ -356,11 +364,14 @@ class SessionPool:
                 self._clock_retry_at[key] = time.monotonic() + CLOCK_RETRY_SECONDS
 
     async def _resync_clock(self, venue: Venue, base_url: str, error: ConnexAsyncError | None) -> bool:
+        token = _current_call.set(None)  # the clock's own requests are not the caller's attempts
         try:
             offset = await venue.measure_clock_offset(self, base_url, error)
         except ConnexAsyncError as exc:
             logger.warning("%s: clock sync failed: %s", venue.name, exc)
             return False
+        finally:
+            _current_call.reset(token)
         if offset is None:
             return False
         self._clock_offsets[(venue.name, base_url)] = offset

@@ -7,6 +7,7 @@ the nonce / timestamp (already corrected by the measured clock offset).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -60,7 +61,13 @@ def normalize_params(params: Mapping[str, ParamValue]) -> list[tuple[str, str]]:
 
 def encode_query(pairs: list[tuple[str, str]]) -> str:
     """Percent-encode ``pairs`` into a query string, in the given order."""
-    return "&".join(f"{quote(k, safe=_QUERY_SAFE)}={quote(v, safe=_QUERY_SAFE)}" for k, v in pairs)
+    return "&".join(f"{_quoted(k)}={_quoted(v)}" for k, v in pairs)
+
+
+@functools.lru_cache(maxsize=4096)
+def _quoted(text: str) -> str:
+    # Pollers send the same few names and values millions of times: quote each once.
+    return quote(text, safe=_QUERY_SAFE)
 
 
 def _hmac_hex(secret: str, message: str) -> str:

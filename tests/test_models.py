@@ -203,3 +203,55 @@ def test_code_as_numeric_string_and_code_200() -> None:
 
 def test_missing_content_type_with_json_body_is_read() -> None:
     assert parse(CX, ASSETS, GOOD, headers={}).page == 1
+
+
+def _position(**changes: Any) -> dict[str, Any]:
+    row = {
+        "positionId": "1",
+        "portfolioId": "2",
+        "sym": "BINANCE_PERP_BTC_USDT",
+        "positionSide": "LONG",
+        "positionQty": "1",
+        "avgPrice": "100",
+    }
+    row.update(changes)
+    return row
+
+
+@pytest.mark.parametrize(
+    ("rows", "path"),
+    [
+        ([_position(), _position(avgPrice="NaN")], "$.data[1]"),
+        ([_position(positionQty="-Infinity")], "$.data[0]"),
+        ([_position(tpslOrder=[{"tpTriggerPrice": "Infinity"}])], "$.data[0].tpslOrder[0]"),
+    ],
+)
+def test_non_finite_position_amounts_are_located(rows: list[dict[str, Any]], path: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        parse(CX, POSITIONS, json.dumps({"code": 200000, "data": rows}).encode())
+    assert info.value.path == path
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "path"),
+    [("coin", "NaN", "$.result.list[0].coin[1]"), ("account", "Infinity", "$.result.list[0]")],
+)
+def test_non_finite_wallet_amounts_are_located(field: str, value: str, path: str) -> None:
+    doc = json.loads((FIXTURES / "zoomex_wallet_seed.json").read_text())
+    account = doc["result"]["list"][0]
+    if field == "coin":
+        account["coin"][1]["equity"] = value
+    else:
+        account["totalEquity"] = value
+    with pytest.raises(DecodeError) as info:
+        parse(ZX, WALLET_BALANCE, json.dumps(doc).encode())
+    assert info.value.path == path
+
+
+def test_numeric_position_ids_become_strings_exactly() -> None:
+    body = (
+        b'{"code":200000,"data":[{"positionId":20164589748662851234,"portfolioId":2130592799975490,'
+        b'"sym":"X","positionSide":"NET","positionQty":"1"}]}'
+    )
+    (pos,) = parse(CX, POSITIONS, body)
+    assert (pos.position_id, pos.portfolio_id) == ("20164589748662851234", "2130592799975490")

@@ -31,7 +31,14 @@ from connex_async.venues.base import (
     error_for_status,
     parse_http_date,
 )
-from connex_async.venues.connex.models import AssetsPage, ConnexEnvelope, ConnexHead, Position
+from connex_async.venues.connex.models import (
+    AssetsPage,
+    ConnexEnvelope,
+    ConnexHead,
+    Position,
+    bad_asset_path,
+    check_positions,
+)
 
 if TYPE_CHECKING:
     from connex_async.pool import SessionPool
@@ -68,7 +75,7 @@ ASSETS: Endpoint[AssetsPage] = Endpoint(
     name="assets",
     method="GET",
     path="/api/v1/trading/portfolio/assets",
-    decoder=PayloadDecoder(ConnexEnvelope[AssetsPage], venue=VENUE, endpoint="assets"),
+    decoder=PayloadDecoder(ConnexEnvelope[AssetsPage], venue=VENUE, endpoint="assets", check=bad_asset_path),
     default_limit=RateLimit(20, 1.0),
     result_type=AssetsPage,
 )
@@ -77,7 +84,7 @@ POSITIONS: Endpoint[list[Position]] = Endpoint(
     name="positions",
     method="GET",
     path="/api/v1/trading/position",
-    decoder=PayloadDecoder(ConnexEnvelope[list[Position]], venue=VENUE, endpoint="positions"),
+    decoder=PayloadDecoder(ConnexEnvelope[list[Position]], venue=VENUE, endpoint="positions", check=check_positions),
     default_limit=RateLimit(300, 60.0),
 )
 

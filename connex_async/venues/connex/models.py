@@ -9,14 +9,27 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
+from itertools import repeat
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 import msgspec
 from msgspec import field
 
-from connex_async.decoding import check_finite
+from connex_async.decoding import FiniteRows, check_finite
 
-__all__ = ["Asset", "AssetsPage", "ConnexEnvelope", "ConnexHead", "Position", "PositionSide", "TpslOrder"]
+__all__ = [
+    "ASSET_AMOUNTS",
+    "POSITION_AMOUNTS",
+    "Asset",
+    "AssetsPage",
+    "ConnexEnvelope",
+    "ConnexHead",
+    "Position",
+    "PositionSide",
+    "TpslOrder",
+    "bad_asset_path",
+    "check_positions",
+]
 
 T = TypeVar("T")
 
@@ -48,9 +61,13 @@ class ConnexHead(msgspec.Struct):
 
 
 class Asset(msgspec.Struct, kw_only=True):
-    """One coin on one exchange in the portfolio (a row of the assets page)."""
+    """One coin on one exchange in the portfolio (a row of the assets page).
 
-    portfolio_id: FlexibleId = field(name="portfolioId")
+    No ``__post_init__``: pages hold 1,000 rows, and the finiteness of their amounts is checked
+    for the whole list at once (``ASSET_AMOUNTS``). ``portfolioId`` is documented as a string here.
+    """
+
+    portfolio_id: str = field(name="portfolioId")
     coin: str
     exchange_type: str = field(name="exchangeType")
     balance: Decimal
@@ -71,31 +88,22 @@ class Asset(msgspec.Struct, kw_only=True):
     created_at_ms: int | None = field(name="createAt", default=None)
     updated_at_ms: int | None = field(name="updateAt", default=None)
 
-    def __post_init__(self) -> None:
-        if isinstance(self.portfolio_id, int):
-            self.portfolio_id = str(self.portfolio_id)
-        check_finite(
-            self.balance,
-            self.available,
-            self.frozen,
-            self.equity,
-            self.debt,
-            self.borrow,
-            self.overdraw,
-            self.index_price,
-            self.margin_value,
-            self.virtual_borrow,
-            self.upnl,
-            self.debt_margin,
-            self.perp_margin,
-            self.max_transferable,
-            self.equity_value,
-        )
-
     @property
     def updated_at(self) -> datetime | None:
         """``updated_at_ms`` as an aware UTC ``datetime``."""
         return None if self.updated_at_ms is None else _ms_to_datetime(self.updated_at_ms)
+
+
+#: Checks the amounts of every row of an assets page in one pass.
+ASSET_AMOUNTS = FiniteRows(Asset)
+
+
+def bad_asset_path(envelope: ConnexEnvelope[AssetsPage]) -> str | None:
+    """JSON path of the first asset row with a non-finite amount, or ``None``."""
+    if envelope.data is None:
+        return None
+    index = ASSET_AMOUNTS.first_bad(envelope.data.assets)
+    return None if index is None else f"$.data.list[{index}]"
 
 
 class AssetsPage(msgspec.Struct, kw_only=True):
@@ -141,7 +149,10 @@ class TpslOrder(msgspec.Struct, kw_only=True):
 
 
 class Position(msgspec.Struct, kw_only=True):
-    """One position. ``position_qty`` is signed (negative = short); ``liq_price`` may be ``None``."""
+    """One position. ``position_qty`` is signed (negative = short); ``liq_price`` may be ``None``.
+
+    Amounts are checked for the whole list at once (``check_positions``), like assets.
+    """
 
     position_id: FlexibleId = field(name="positionId")
     portfolio_id: FlexibleId = field(name="portfolioId")
@@ -157,7 +168,7 @@ class Position(msgspec.Struct, kw_only=True):
     mark_price: Decimal | None = field(name="markPrice", default=None)
     leverage: Decimal | None = None
     max_leverage: Decimal | None = field(name="maxLeverage", default=None)
-    risk_level: str | None = field(name="riskLevel", default=None)
+    risk_level: str | None = field(name="riskLevel", default=None)  # a tier: "1", "2", ...
     fee: Decimal | None = None
     funding_fee: Decimal | None = field(name="fundingFee", default=None)
     liq_price: Decimal | None = field(name="liqPrice", default=None)
@@ -165,30 +176,24 @@ class Position(msgspec.Struct, kw_only=True):
     updated_at_ms: int | None = field(name="updateAt", default=None)
     tpsl_orders: list[TpslOrder] = field(name="tpslOrder", default_factory=list)
 
-    def __post_init__(self) -> None:
-        if isinstance(self.position_id, int):
-            self.position_id = str(self.position_id)
-        if isinstance(self.portfolio_id, int):
-            self.portfolio_id = str(self.portfolio_id)
-        if isinstance(self.risk_level, int):  # lax mode may read "1" either way
-            self.risk_level = str(self.risk_level)
-        check_finite(
-            self.position_qty,
-            self.position_margin,
-            self.position_mm,
-            self.position_value,
-            self.unrealized_pnl,
-            self.unrealized_pnl_rate,
-            self.avg_price,
-            self.mark_price,
-            self.leverage,
-            self.max_leverage,
-            self.fee,
-            self.funding_fee,
-            self.liq_price,
-        )
-
     @property
     def updated_at(self) -> datetime | None:
         """``updated_at_ms`` as an aware UTC ``datetime``."""
         return None if self.updated_at_ms is None else _ms_to_datetime(self.updated_at_ms)
+
+
+#: Checks the amounts of every position in one pass.
+POSITION_AMOUNTS = FiniteRows(Position)
+
+
+def check_positions(envelope: ConnexEnvelope[list[Position]]) -> str | None:
+    """Make numeric ids strings; return the JSON path of the first non-finite amount, if any."""
+    positions = envelope.data
+    if not positions:
+        return None
+    ids = [p.position_id for p in positions] + [p.portfolio_id for p in positions]
+    if not all(map(isinstance, ids, repeat(str))):  # a JSON number, read exactly: now a str
+        for p in positions:
+            p.position_id, p.portfolio_id = str(p.position_id), str(p.portfolio_id)
+    index = POSITION_AMOUNTS.first_bad(positions)
+    return None if index is None else f"$.data[{index}]"

@@ -25,7 +25,7 @@ from connex_async.errors import (
 from connex_async.limits import RateLimit
 from connex_async.signing import ParamValue, SignedRequest, sign_zoomex
 from connex_async.venues.base import CodeRule, Endpoint, RawResponse, Venue, error_for_status
-from connex_async.venues.zoomex.models import ServerTime, WalletBalance, ZoomexEnvelope, ZoomexHead
+from connex_async.venues.zoomex.models import ServerTime, WalletBalance, ZoomexEnvelope, ZoomexHead, check_wallet
 
 if TYPE_CHECKING:
     from connex_async.pool import SessionPool
@@ -64,7 +64,9 @@ WALLET_BALANCE: Endpoint[WalletBalance] = Endpoint(
     name="wallet",
     method="GET",
     path="/cloud/trade/v3/account/wallet-balance",
-    decoder=PayloadDecoder(ZoomexEnvelope[WalletBalance], venue=VENUE, endpoint="wallet", empty_is_null="always"),
+    decoder=PayloadDecoder(
+        ZoomexEnvelope[WalletBalance], venue=VENUE, endpoint="wallet", empty_is_null="always", check=check_wallet
+    ),
     default_limit=RateLimit(10, 1.0),
 )
 SERVER_TIME: Endpoint[ServerTime] = Endpoint(

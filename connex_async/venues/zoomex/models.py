@@ -14,9 +14,17 @@ from typing import Any, Generic, TypeVar
 import msgspec
 from msgspec import field
 
-from connex_async.decoding import check_finite
+from connex_async.decoding import FiniteRows
 
-__all__ = ["ServerTime", "WalletAccount", "WalletBalance", "WalletCoin", "ZoomexEnvelope", "ZoomexHead"]
+__all__ = [
+    "ServerTime",
+    "WalletAccount",
+    "WalletBalance",
+    "WalletCoin",
+    "ZoomexEnvelope",
+    "ZoomexHead",
+    "check_wallet",
+]
 
 T = TypeVar("T")
 
@@ -39,7 +47,7 @@ class ZoomexHead(msgspec.Struct):
 
 
 class WalletCoin(msgspec.Struct, kw_only=True):
-    """One coin of a wallet account."""
+    """One coin of a wallet account (amounts checked per list by ``check_wallet``)."""
 
     coin: str
     equity: Decimal | None = None
@@ -55,23 +63,6 @@ class WalletCoin(msgspec.Struct, kw_only=True):
     unrealised_pnl: Decimal | None = field(name="unrealisedPnl", default=None)
     cum_realised_pnl: Decimal | None = field(name="cumRealisedPnl", default=None)
     bonus: Decimal | None = None
-
-    def __post_init__(self) -> None:
-        check_finite(
-            self.equity,
-            self.usd_value,
-            self.wallet_balance,
-            self.borrow_amount,
-            self.available_to_borrow,
-            self.available_to_withdraw,
-            self.accrued_interest,
-            self.total_order_im,
-            self.total_position_im,
-            self.total_position_mm,
-            self.unrealised_pnl,
-            self.cum_realised_pnl,
-            self.bonus,
-        )
 
 
 class WalletAccount(msgspec.Struct, kw_only=True):
@@ -90,25 +81,30 @@ class WalletAccount(msgspec.Struct, kw_only=True):
     account_ltv: Decimal | None = field(name="accountLTV", default=None)
     coins: list[WalletCoin] = field(name="coin", default_factory=list)
 
-    def __post_init__(self) -> None:
-        check_finite(
-            self.account_im_rate,
-            self.account_mm_rate,
-            self.total_equity,
-            self.total_wallet_balance,
-            self.total_margin_balance,
-            self.total_available_balance,
-            self.total_perp_upl,
-            self.total_initial_margin,
-            self.total_maintenance_margin,
-            self.account_ltv,
-        )
-
 
 class WalletBalance(msgspec.Struct, kw_only=True):
     """The ``result`` of wallet-balance: one entry per account."""
 
     accounts: list[WalletAccount] = field(name="list")
+
+
+ACCOUNT_AMOUNTS = FiniteRows(WalletAccount)
+COIN_AMOUNTS = FiniteRows(WalletCoin)
+
+
+def check_wallet(envelope: ZoomexEnvelope[WalletBalance]) -> str | None:
+    """JSON path of the first non-finite amount of a wallet answer, or ``None``."""
+    if envelope.result is None:
+        return None
+    accounts = envelope.result.accounts
+    index = ACCOUNT_AMOUNTS.first_bad(accounts)
+    if index is not None:
+        return f"$.result.list[{index}]"
+    for index, account in enumerate(accounts):
+        coin = COIN_AMOUNTS.first_bad(account.coins)
+        if coin is not None:
+            return f"$.result.list[{index}].coin[{coin}]"
+    return None
 
 
 class ServerTime(msgspec.Struct, kw_only=True):

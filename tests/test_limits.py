@@ -1,0 +1,96 @@
+"""RateLimit arithmetic and the limiter's refund/cancellation mechanics (the socket tests are elsewhere)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from connex_async.limits import LimiterRegistry, RateLimit, RefundableBucket, WindowSafeLimiter
+
+
+def test_derivation_figures() -> None:
+    limit = RateLimit(20, 1.0)
+    assert limit.refill_rate == pytest.approx(20 / 1.028)
+    assert limit.utilization == pytest.approx(1 / 1.028)
+    assert limit.capacity == pytest.approx(1 + 0.003 * limit.refill_rate)
+    # Any N+1 admissions are at least period + margin apart: (N + 1 - capacity) / r.
+    assert (20 + 1 - limit.capacity) / limit.refill_rate == pytest.approx(1.025)
+    burst = RateLimit(20, 1.0, burst=5, margin=0.0, slack=0.0)
+    assert burst.refill_rate == pytest.approx(16.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"count": 0, "period": 1.0},
+        {"count": 5, "period": 0},
+        {"count": 5, "period": 1.0, "burst": 6},
+        {"count": 5, "period": 1.0, "margin": -1},
+        {"count": 5, "period": 1.0, "slack": -0.1},
+    ],
+)
+def test_invalid_limits(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        RateLimit(**kwargs)  # type: ignore[arg-type]
+
+
+async def test_try_take_and_refund_wake_waiters() -> None:
+    bucket = RefundableBucket(1, 10.0)  # one token per 10 s
+    assert bucket.try_take()
+    assert not bucket.try_take() and not bucket.has_capacity()
+    waiter = asyncio.create_task(bucket.acquire())
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    bucket.refund()
+    await asyncio.wait_for(waiter, 0.5)  # the refund woke it, long before the 10 s drip
+
+
+async def test_cooldown_blocks_then_admits() -> None:
+    limiter = WindowSafeLimiter(RateLimit(100, 1.0))
+    limiter.cool_down(0.2)
+    started = time.monotonic()
+    await limiter.acquire()
+    assert time.monotonic() - started >= 0.19
+    assert limiter.cooldowns == 1
+
+
+async def test_tokens_are_not_held_across_a_wait_for_another_scope() -> None:
+    registry = LimiterRegistry()
+    key = registry.get("key", RateLimit(1, 10.0, margin=0.0, slack=0.0))
+    host = registry.get("host", RateLimit(1, 0.3, margin=0.0, slack=0.0))
+    await registry.acquire((key, host), None)  # both spent: host refills in 0.3 s, key in 10 s
+    # The next request of this key waits for the key (10 s) and times out, holding no host slot.
+    with pytest.raises(Exception, match="max_queue_wait"):
+        await registry.acquire((key, host), 0.5)
+    other_key = registry.get("key2", RateLimit(1, 10.0, margin=0.0, slack=0.0))
+    started = time.monotonic()
+    await registry.acquire((other_key, host), 1.0)
+    assert time.monotonic() - started < 0.05  # the host slot that refilled meanwhile was not taken
+
+
+async def test_admission_is_one_instant_for_both_scopes() -> None:
+    registry = LimiterRegistry()
+    key = registry.get("key", RateLimit(1, 0.2, margin=0.0, slack=0.0))
+    host = registry.get("host", RateLimit(1, 0.5, margin=0.0, slack=0.0))
+    await registry.acquire((key, host), None)
+    started = time.monotonic()
+    await registry.acquire((key, host), None)  # key free after 0.2 s, host after 0.5 s
+    waited = time.monotonic() - started
+    assert 0.45 <= waited < 0.7
+    # The key slot was taken at the end (with the host's), not at 0.2 s: it is spent right now.
+    assert not key.try_acquire()
+
+
+async def test_cancelled_multi_scope_acquire_holds_nothing() -> None:
+    registry = LimiterRegistry()
+    a = registry.get("a", RateLimit(1, 5.0, margin=0.0, slack=0.0))
+    b = registry.get("b", RateLimit(1, 5.0, margin=0.0, slack=0.0))
+    await b.acquire()  # b is empty for 5 s
+    tasks = [asyncio.create_task(registry.acquire((a, b), None)) for _ in range(1000)]
+    await asyncio.sleep(0.05)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert a.try_acquire()  # a's slot is still there: no cancelled waiter kept it

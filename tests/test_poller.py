@@ -1,0 +1,179 @@
+"""The fan-out poller against the simulator: coverage, staleness, backpressure, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+import tracemalloc
+from typing import Any
+
+import pytest
+from venue_checks import FAST_RETRY
+
+from connex_async import ConnexClient, Credentials, SessionPool, ZoomexClient
+from connex_async.client import BaseClient
+from connex_async.errors import AuthenticationError
+from connex_async.poller import PollCancelledError, Poller, Update
+from connex_async.testing import Fault, SimulatedVenue
+
+
+def clients_for(venue: SimulatedVenue, pool: SessionPool) -> list[BaseClient]:
+    out: list[BaseClient] = [ConnexClient(c, base_url=venue.base_url, pool=pool) for c in venue.connex_credentials]
+    out += [ZoomexClient(c, base_url=venue.base_url, pool=pool) for c in venue.zoomex_credentials]
+    return out
+
+
+async def collect(poller: Poller, seconds: float) -> list[Update]:
+    got: list[Update] = []
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            got.append(await asyncio.wait_for(anext(aiter(poller)), left))
+        except TimeoutError:
+            break
+    return got
+
+
+async def test_a_thousand_portfolios_every_endpoint_fresh_no_violations() -> None:
+    async with (
+        SimulatedVenue(connex_portfolios=900, zoomex_accounts=100, seed=3) as venue,
+        SessionPool(connector_limit=100, retry=FAST_RETRY) as pool,
+    ):
+        clients = clients_for(venue, pool)
+        poller = Poller(clients, assets_every=2.0, positions_every=4.0, wallet_every=2.0)
+        async with poller:
+            await collect(poller, 3.0)  # warm-up: every phase has fired once
+            staleness_samples = []
+            updates = []
+            for _ in range(7):
+                updates += await collect(poller, 1.0)
+                staleness_samples.append(poller.stats().staleness_quantile(0.99))
+        stats = poller.stats()
+    seen = {(u.portfolio, u.endpoint) for u in updates if u.ok}
+    expected = {(c.label, e) for c in clients for e in c.poll_jobs()}
+    assert expected <= seen, f"missing {len(expected - seen)} of {len(expected)}"
+    assert all(u.ok for u in updates), [str(u.error) for u in updates if not u.ok][:3]
+    assert venue.violations == 0
+    # Staleness within 2x the interval (the longest interval is 4 s for positions).
+    p99_by_endpoint = {
+        e: sorted(v for (label, ep), v in stats.staleness.items() if ep == e)[
+            int(0.99 * len([1 for k in stats.staleness if k[1] == e])) - 1
+        ]
+        for e in ("assets", "positions", "wallet")
+    }
+    assert p99_by_endpoint["assets"] <= 4.0 and p99_by_endpoint["wallet"] <= 4.0
+    assert p99_by_endpoint["positions"] <= 8.0
+    assert max(staleness_samples) <= 8.0
+    print(f"\n1,000 portfolios: {len(updates) / 7:.0f} updates/s, staleness p99 {p99_by_endpoint}")
+
+
+async def test_slow_consumer_memory_bounded_newest_wins() -> None:
+    async with SimulatedVenue(connex_portfolios=50, zoomex_accounts=0, seed=1) as venue, SessionPool() as pool:
+        poller = Poller(clients_for(venue, pool), assets_every=0.2, positions_every=0.5)
+        async with poller:
+            await asyncio.sleep(1.0)  # nobody reads
+            tracemalloc.start()
+            await asyncio.sleep(1.0)  # steady state: every (portfolio, endpoint) has a pending update
+            gc.collect()
+            steady = tracemalloc.get_traced_memory()[0]
+            await asyncio.sleep(2.0)  # still nobody reads: newest wins, nothing piles up
+            gc.collect()
+            grown = tracemalloc.get_traced_memory()[0] - steady
+            tracemalloc.stop()
+            stats = poller.stats()
+            assert stats.pending_updates <= 100  # one per (portfolio, endpoint), however long we wait
+            assert stats.superseded > 100
+            pending = poller.drain()
+        assert len(pending) == stats.pending_updates
+        assert len({(u.portfolio, u.endpoint) for u in pending}) == len(pending)
+    assert grown < 500_000, f"memory grew by {grown} bytes in 2 s while nobody read"
+
+
+async def test_add_and_remove_while_running() -> None:
+    async with SimulatedVenue(connex_portfolios=6, zoomex_accounts=0, seed=2) as venue, SessionPool() as pool:
+        first, second, *_ = clients_for(venue, pool)
+        poller = Poller([first], assets_every=0.2, positions_every=None)
+        async with poller:
+            await collect(poller, 0.5)
+            poller.add(second)
+            poller.remove(first)
+            await asyncio.sleep(0.3)  # anything of `first` still in flight ends now
+            poller.drain()
+            late = await collect(poller, 0.8)
+            with pytest.raises(ValueError, match="already polled"):
+                poller.add(second)
+        assert {u.portfolio for u in late} == {second.label}
+        assert poller.stats().portfolios == 1
+
+
+async def test_stop_while_in_flight_gives_every_started_poll_one_update() -> None:
+    async with SimulatedVenue(connex_portfolios=20, zoomex_accounts=0, seed=4) as venue, SessionPool() as pool:
+        venue.inject(Fault("latency", seconds=3.0))
+        poller = Poller(clients_for(venue, pool), assets_every=0.5, positions_every=None, stop_timeout=0.3)
+        await poller.start()
+        await asyncio.sleep(0.6)
+        started = poller.stats().polls_started
+        assert started > 0 and poller.stats().in_flight > 0
+        t0 = time.monotonic()
+        await poller.stop()
+        assert time.monotonic() - t0 < 2.0
+        updates = [u async for u in poller]
+        stats = poller.stats()
+    assert stats.polls_started == stats.polls_ended
+    assert len(updates) + stats.superseded == stats.polls_ended
+    assert any(isinstance(u.error, PollCancelledError) for u in updates)
+
+
+async def test_bad_key_among_good_ones_is_quarantined_once() -> None:
+    async with (
+        SimulatedVenue(connex_portfolios=10, zoomex_accounts=0, seed=5) as venue,
+        SessionPool(retry=FAST_RETRY) as pool,
+    ):
+        clients = clients_for(venue, pool)
+        bad = ConnexClient(Credentials("not-a-real-key", "nope", label="bad-desk"), base_url=venue.base_url, pool=pool)
+        poller = Poller([*clients, bad], assets_every=0.2, positions_every=None, quarantine_after=3)
+        async with poller:
+            updates = await collect(poller, 2.0)
+        bad_updates = [u for u in updates if u.portfolio == "bad-desk"]
+        assert all(isinstance(u.error, AuthenticationError) for u in bad_updates)
+        assert sum(u.quarantined for u in bad_updates) == 1
+        assert "bad-desk" in poller.quarantined
+        good = {u.portfolio for u in updates if u.ok}
+        assert good == {c.label for c in clients}
+        assert venue.stats().for_key("not-a-real-key")  # it was tried, then left alone
+        tries = sum(s.requests for s in venue.stats().for_key("not-a-real-key"))
+        assert tries == 3
+
+
+async def test_failing_key_never_delays_the_others() -> None:
+    async with (
+        SimulatedVenue(connex_portfolios=10, zoomex_accounts=0, seed=6) as venue,
+        SessionPool(retry=FAST_RETRY, timeout=0.5) as pool,
+    ):
+        clients = clients_for(venue, pool)
+        venue.inject(Fault("http_503", api_key=clients[0].credentials.api_key))
+        poller = Poller(clients, assets_every=0.3, positions_every=None)
+        async with poller:
+            updates = await collect(poller, 2.0)
+        stats = poller.stats()
+    others = [u for u in updates if u.portfolio != clients[0].label]
+    assert all(u.ok for u in others)
+    assert max(v for (label, _), v in stats.staleness.items() if label != clients[0].label) < 0.9
+    assert any(not u.ok for u in updates if u.portfolio == clients[0].label)
+
+
+def test_interval_validation() -> None:
+    with pytest.raises(ValueError, match="assets_every"):
+        Poller([], assets_every=0)
+
+
+async def test_update_fields(monkeypatch: Any) -> None:
+    async with SimulatedVenue(connex_portfolios=1, zoomex_accounts=1, seed=8) as venue, SessionPool() as pool:
+        poller = Poller(clients_for(venue, pool), assets_every=1.0, positions_every=1.0, wallet_every=1.0)
+        async with poller:
+            updates = await collect(poller, 1.5)
+    by = {(u.venue, u.endpoint): u for u in updates}
+    assert set(by) == {("connex", "assets"), ("connex", "positions"), ("zoomex", "wallet")}
+    for u in by.values():
+        assert u.ok and u.attempts >= 1 and u.latency > 0 and u.fetched_at > 0
