@@ -1,0 +1,381 @@
+"""Limiter: window violations and utilization against the simulator, ours vs two baselines.
+
+The simulator (``connex_async.testing.SimulatedVenue``, 20 ms uniform jitter before each arrival)
+runs in a separate process pinned to the last core; it counts every arrival in a strict sliding
+window per key and reports violations itself (``venue.stats()``): that count is the ground truth,
+not our bookkeeping. A thin subclass also records each arrival's time, key and window occupancy, for
+utilization and the plot. Each (configuration, limiter) pair gets a fresh simulator process.
+
+Configurations (see ``RUNS``):
+
+- ``1 key x 50 callers`` on ConneX assets at its real limit, 20 per 1 s;
+- ``1,000 keys x 3 callers`` on ConneX assets with the simulator's per-key limit at 5 per 5 s
+  (1,000 requests/s nominal in total; the real 20/s for 1,000 keys would be 20,000 requests/s, more
+  than this 2-core machine can sign, send, serve and decode: that run would measure CPU, not the
+  limiter). Once with every caller starting at the same instant, once with key i's first call
+  delayed by i/1000 of one refill interval (T/N), as a poller spreading its first polls would.
+
+Limiters:
+
+- ``ours``: ``RateLimit(N, T)`` with its defaults (burst 1, 25 ms margin, 3 ms slack);
+- ``ours, margin=0.02*T``: the same with a margin proportional to the period (a user's choice);
+- ``raw aiolimiter``: ``RateLimit.new_bucket`` patched to return ``AsyncLimiter(N, T)``;
+- ``capacity-1 bucket``: ``RateLimit(N, T, margin=0, slack=0)``: one token refilled every ``T/N``
+  seconds exactly (ccxt's default shape).
+
+Utilization = accepted arrivals per second over the steady part (from one period after the start to
+the end), per key (n - 1) / (last - first) of its accepted arrivals, summed over keys, ÷ nominal.
+Targets for ours: 0 violations, at least 97% of nominal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from multiprocessing.connection import Connection
+from typing import Any
+
+from benchmarks.common import ServerProcess, pinned, print_table, split_cores
+
+NAME = "limiter"
+JITTER = 0.02
+TARGET_UTILIZATION = 0.97
+
+# (name, keys, callers per key, (count, period), seconds, keys in quick mode, spread first calls, variants)
+RUNS: list[tuple[str, int, int, tuple[int, float], float, int, bool, tuple[str, ...]]] = [
+    ("1 key x 50 callers", 1, 50, (20, 1.0), 10.0, 1, False, ("ours", "raw_aiolimiter", "capacity1")),
+    (
+        "1,000 keys x 3 callers, started together",
+        1000,
+        3,
+        (5, 5.0),
+        10.0,
+        100,
+        False,
+        ("ours", "raw_aiolimiter", "capacity1"),
+    ),
+    ("1,000 keys x 3 callers, first calls spread", 1000, 3, (5, 5.0), 10.0, 100, True, ("ours", "ours_margin")),
+]
+VARIANT_LABELS = {
+    "ours": "ours: RateLimit(N, T)",
+    "ours_margin": "ours: RateLimit(N, T, margin=0.02*T)",
+    "raw_aiolimiter": "raw AsyncLimiter(N, T)",
+    "capacity1": "capacity-1 bucket at N/T",
+}
+
+
+# ============================================================================ simulator (child process)
+
+
+def serve(conn: Connection, core: int | None, keys: int, limit: tuple[int, float], jitter: float) -> None:
+    """Child process entry: a recording ``SimulatedVenue`` with ``keys`` ConneX portfolios."""
+    from benchmarks.common import run_child
+
+    async def setup() -> tuple[dict[str, Any], Any, Any]:
+        from connex_async.testing import SimulatedVenue
+        from connex_async.testing.window import Limit, SlidingWindow
+
+        arrivals: list[tuple[float, int, int, bool]] = []
+        index: dict[str, int] = {}
+
+        class RecordingVenue(SimulatedVenue):
+            """Records (arrival time, key index, window occupancy, over the limit) per arrival."""
+
+            def _hit(self, scope: tuple[str, str, str], limit: Limit, now: float) -> tuple[SlidingWindow, int]:
+                window, n = super()._hit(scope, limit, now)
+                arrivals.append((now, index.get(scope[2], -1), n, n > limit.count))
+                return window, n
+
+        venue = RecordingVenue(
+            connex_portfolios=keys,
+            zoomex_accounts=0,
+            seed=11,
+            jitter=jitter,
+            limits={"connex.assets": limit},
+            assets_per_portfolio=(3, 6),
+            success_code_variants=False,
+        )
+        await venue.start()
+        creds = venue.connex_credentials
+        index.update({c.api_key: i for i, c in enumerate(creds)})
+
+        def handle(command: str, *args: Any) -> Any:
+            if command == "report":
+                stats = venue.stats()
+                return {
+                    "requests": stats.requests,
+                    "accepted": stats.accepted,
+                    "violations": stats.violations,
+                    "rejected_rate_limit": stats.rejected_rate_limit,
+                    "rejected_other": stats.rejected_auth + stats.rejected_clock + stats.rejected_other,
+                    "peak": stats.by_endpoint("connex", "assets").peak,
+                    "arrivals": arrivals,
+                }
+            raise ValueError(f"unknown command {command!r}")
+
+        info = {
+            "base_url": venue.base_url,
+            "credentials": [(c.api_key, c.secret, c.label) for c in creds],
+        }
+        return info, handle, venue.stop
+
+    run_child(conn, core, setup)
+
+
+# ============================================================================ client side
+
+
+@contextlib.contextmanager
+def _variant(name: str) -> Any:
+    """Patch ``RateLimit.new_bucket`` for the raw-aiolimiter baseline; nothing for the others."""
+    from aiolimiter import AsyncLimiter
+
+    from connex_async.limits import RateLimit
+
+    if name != "raw_aiolimiter":
+        yield
+        return
+    original = RateLimit.new_bucket
+
+    def raw_bucket(self: RateLimit) -> AsyncLimiter:
+        return AsyncLimiter(self.count, self.period)
+
+    RateLimit.new_bucket = raw_bucket  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        RateLimit.new_bucket = original  # type: ignore[method-assign]
+
+
+def _limit_for(variant: str, count: int, period: float) -> Any:
+    from connex_async.limits import RateLimit
+
+    if variant == "capacity1":
+        return RateLimit(count, period, margin=0.0, slack=0.0)
+    if variant == "ours_margin":
+        return RateLimit(count, period, margin=0.02 * period)
+    return RateLimit(count, period)
+
+
+async def _drive(
+    base_url: str, creds: list[tuple[str, str, str]], callers: int, limit: Any, duration: float, stagger: float = 0.0
+) -> dict[str, Any]:
+    from connex_async import ConnexAsyncError, ConnexClient, Credentials, SessionPool
+
+    errors: Counter[str] = Counter()
+    completed = 0
+    sends: dict[str | None, list[float]] = {}
+    async with SessionPool() as pool:
+        send = pool._send
+
+        async def timed_send(*args: Any) -> Any:  # when each attempt leaves the limiter and signing
+            sends.setdefault(args[-1], []).append(time.monotonic())  # args[-1] is the portfolio label
+            return await send(*args)
+
+        pool._send = timed_send  # type: ignore[method-assign]
+        clients = [
+            ConnexClient(Credentials(k, s, label=lbl), base_url=base_url, pool=pool, limits={"assets": limit})
+            for k, s, lbl in creds
+        ]
+
+        async def caller(client: ConnexClient, delay: float) -> None:
+            nonlocal completed
+            if delay:
+                await asyncio.sleep(delay)
+            while True:
+                try:
+                    await client.get_assets()
+                    completed += 1
+                except ConnexAsyncError as exc:
+                    errors[type(exc).__name__] += 1
+
+        started = time.monotonic()
+        spread = stagger / len(clients)
+        tasks = [asyncio.create_task(caller(c, i * spread)) for i, c in enumerate(clients) for _ in range(callers)]
+        await asyncio.sleep(duration)
+        ended = time.monotonic()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return {"started": started, "ended": ended, "completed": completed, "errors": dict(errors), "sends": sends}
+
+
+def _send_to_arrival(
+    sends: dict[str | None, list[float]], arrivals: list[tuple[float, int, int, bool]], labels: list[str]
+) -> dict[str, float]:
+    """Delay from handing a request to aiohttp to its arrival being counted (n-th send <-> n-th arrival).
+
+    It holds everything that moves a request after the limiter admitted it: our event loop, the
+    socket, the simulator's jitter and its own queueing. The limiter's margin must cover its spread.
+    """
+    by_key: dict[int, list[float]] = {}
+    for t, key, _, _ in arrivals:
+        by_key.setdefault(key, []).append(t)
+    delays = sorted(
+        1000 * (a - s)
+        for i, label in enumerate(labels)
+        for s, a in zip(sends.get(label, ()), by_key.get(i, ()), strict=False)
+    )
+    if not delays:
+        return {}
+    n = len(delays)
+    return {"p50_ms": delays[n // 2], "p99_ms": delays[min(n - 1, int(0.99 * n))], "max_ms": delays[-1]}
+
+
+def _utilization(
+    arrivals: list[tuple[float, int, int, bool]], nominal: float, start: float, end: float
+) -> tuple[float, int]:
+    """Per key (n - 1) / (last - first) of its accepted arrivals in [start, end]; the sum ÷ nominal.
+
+    Per key, so that arrivals of many keys bunched together (a herd) do not distort the figure.
+    """
+    times: dict[int, list[float]] = {}
+    for t, key, _, over in arrivals:
+        if not over and start <= t <= end:
+            times.setdefault(key, []).append(t)
+    rate = sum((len(ts) - 1) / (ts[-1] - ts[0]) for ts in times.values() if len(ts) >= 2 and ts[-1] > ts[0])
+    return rate / nominal, sum(len(ts) for ts in times.values())
+
+
+def _run_one(
+    run: tuple[str, int, int, tuple[int, float], float, int, bool, tuple[str, ...]],
+    variant: str,
+    quick: bool,
+    client_core: int | None,
+    server_core: int | None,
+) -> dict[str, Any]:
+    config, keys, callers, (count, period), seconds, quick_keys, spread, _ = run
+    if quick:  # a smoke run: fewer keys, shorter windows, so the steady part still holds a few arrivals
+        keys, seconds, period = quick_keys, 1.2, min(period, 1.0)
+    with ServerProcess(serve, server_core, keys, (count, period), JITTER) as sim:
+        limit = _limit_for(variant, count, period)
+        server_cpu, cpu, wall = sim.call("cpu"), time.process_time(), time.monotonic()
+        with pinned(client_core), _variant(variant):
+            driven = asyncio.run(
+                _drive(
+                    sim.info["base_url"],
+                    sim.info["credentials"],
+                    callers,
+                    limit,
+                    seconds,
+                    period / count if spread else 0.0,
+                )
+            )
+        wall = time.monotonic() - wall
+        cpu, server_cpu = time.process_time() - cpu, sim.call("cpu") - server_cpu
+        report = sim.call("report")
+    arrivals = report.pop("arrivals")
+    delay = _send_to_arrival(driven.pop("sends"), arrivals, [c[2] for c in sim.info["credentials"]])
+    started, ended = driven["started"], driven["ended"]
+    steady_from = started + (period if seconds > 1.5 * period else seconds / 3)
+    nominal = keys * count / period
+    utilization, counted = _utilization(arrivals, nominal, steady_from, ended)
+    result: dict[str, Any] = {
+        "config": config,
+        "variant": variant,
+        "label": VARIANT_LABELS[variant],
+        "keys": keys,
+        "callers_per_key": callers,
+        "limit": [count, period],
+        "first_calls_spread_s": period / count if spread else 0.0,
+        "seconds": ended - started,
+        "steady_seconds": ended - steady_from,
+        "nominal_rps": nominal,
+        "utilization": utilization,
+        "accepted_in_steady_part": counted,
+        **report,
+        "completed_calls": driven["completed"],
+        "caller_errors": driven["errors"],
+        "send_to_arrival": delay,
+        "client_cpu_util": cpu / wall,
+        "server_cpu_util": server_cpu / wall,
+    }
+    if keys == 1:  # the plot: window occupancy at each arrival
+        result["series"] = [[round(t - started, 4), n, over] for t, _, n, over in arrivals if t <= ended]
+    return result
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """Every (configuration, limiter) pair against a fresh simulator process."""
+    client_core, server_core, pin_note = split_cores()
+    rows = [_run_one(r, variant, quick, client_core, server_core) for r in RUNS for variant in r[-1]]
+    targets = []
+    for row in rows:
+        if row["variant"] != "ours":
+            continue
+        targets.append(
+            {
+                "bench": NAME,
+                "config": row["config"],
+                "vs": "violations",
+                "value": row["violations"],
+                "goal": 0,
+                "met": row["violations"] == 0,
+                "text": f"{row['config']}: ours {row['violations']} violations (target 0)",
+            }
+        )
+        targets.append(
+            {
+                "bench": NAME,
+                "config": row["config"],
+                "vs": "utilization",
+                "value": row["utilization"],
+                "goal": TARGET_UTILIZATION,
+                "met": row["utilization"] >= TARGET_UTILIZATION,
+                "text": f"{row['config']}: ours at {100 * row['utilization']:.1f}% of nominal (target >= 97%)",
+            }
+        )
+    notes = [
+        pin_note,
+        f"simulator in a separate process, jitter {JITTER * 1000:.0f} ms uniform; violations are its own count",
+        "1,000 keys run at 5 per 5 s per key (1,000 requests/s in total): 20/s per key would be 20,000 requests/s, "
+        "beyond what 2 cores can sign, serve and decode",
+        "'first calls spread': key i makes its first call i/keys of one refill interval (T/N) after the start",
+        "send→arrival: from handing the request to aiohttp (after limiter and signing) to the simulator "
+        "counting it; the limiter's margin (25 ms by default) must cover how much it varies between requests",
+    ]
+    return {"name": NAME, "quick": quick, "rows": rows, "targets": targets, "notes": notes}
+
+
+def report(result: dict[str, Any]) -> str:
+    """Print violations, peak window occupancy and utilization per configuration and limiter."""
+    table = []
+    for row in result["rows"]:
+        count, period = row["limit"]
+        table.append(
+            [
+                f"{row['config']}, {count}/{period:g}s" + (f" ({row['keys']} keys)" if result["quick"] else ""),
+                row["label"],
+                str(row["violations"]),
+                f"{row['peak']} / {count}",
+                str(row["rejected_rate_limit"]),
+                f"{100 * row['utilization']:.1f}%",
+                f"{row['accepted']:,}",
+                "{p50_ms:.0f} / {p99_ms:.0f} / {max_ms:.0f}".format(**row["send_to_arrival"])
+                if row["send_to_arrival"]
+                else "-",
+                f"{100 * row['client_cpu_util']:.0f}% / {100 * row['server_cpu_util']:.0f}%",
+            ]
+        )
+    text = print_table(
+        "limiter: simulator-counted window violations and utilization (steady part)",
+        [
+            "config",
+            "limiter",
+            "violations",
+            "peak/window",
+            "429s",
+            "utilization",
+            "accepted",
+            "send→arrival ms p50/p99/max",
+            "CPU client/sim",
+        ],
+        table,
+    )
+    for note in result["notes"]:
+        print(f"note: {note}")
+        text += f"note: {note}\n"
+    print()
+    return text

@@ -1,0 +1,134 @@
+"""Run the benchmarks, print their tables, write JSON (+ the tables as Markdown) and PNG plots.
+
+    python -m benchmarks.run                       # full run (make bench)
+    python -m benchmarks.run --quick               # smoke run of every code path (make bench-quick)
+    python -m benchmarks.run --only decode,limiter --out benchmarks/results/latest.json
+
+Each benchmark module has ``run(quick) -> dict`` and ``report(result) -> str``. Missed targets are
+reported (with a profile where one helps), never turned into a failing exit status: these are
+measurements, not tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import machine_info, print_table, write_json
+
+#: name -> module. Each module exposes ``run(quick: bool) -> dict`` and ``report(result) -> str``.
+BENCHMARKS: dict[str, str] = {
+    "decode": "benchmarks.bench_decode",
+    "pipeline": "benchmarks.bench_pipeline",
+    "limiter": "benchmarks.bench_limiter",
+    "fanout": "benchmarks.bench_fanout",
+}
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m benchmarks.run``."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and durations: a smoke run (< 30 s)")
+    parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(BENCHMARKS)} (default: all)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON output (default benchmarks/results/latest.json, or quick.json with --quick); "
+        "plots and a Markdown copy of the tables go beside it",
+    )
+    parser.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
+    return parser
+
+
+def _machine_text(machine: dict[str, Any]) -> str:
+    packages = ", ".join(f"{k} {v}" for k, v in machine["packages"].items() if v)
+    return (
+        f"machine: {machine['cpu']}, {machine['usable_cores']} usable of {machine['cores']} cores, "
+        f"{machine['memory_gib']} GiB, {machine['os']}, {machine['implementation']} {machine['python']}; "
+        f"load average {_load(machine)} at start\n"
+        f"packages: {packages}\n"
+    )
+
+
+def _load(machine: dict[str, Any]) -> str:
+    load = machine.get("load_average_1_5_15")
+    return "/".join(f"{x:.2f}" for x in load) if load else "n/a"
+
+
+def _status(target: dict[str, Any], quick: bool) -> str:
+    if "met" not in target:
+        return target.get("status", "skipped")
+    if quick:
+        return "not judged (quick run)"
+    return "met" if target["met"] else "MISSED"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the selected benchmarks; return 0 unless one of them crashed."""
+    args = build_parser().parse_args(argv)
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}", file=sys.stderr)
+        return 2
+    out: Path = args.out or RESULTS_DIR / ("quick.json" if args.quick else "latest.json")
+    machine = machine_info()
+    header = _machine_text(machine)
+    print(header)
+    markdown = [f"# connex-async benchmarks{' (quick)' if args.quick else ''}\n", header.replace("\n", "  \n")]
+    results: dict[str, Any] = {}
+    started = time.perf_counter()
+    for name in names:
+        module = importlib.import_module(BENCHMARKS[name])
+        t0 = time.perf_counter()
+        result = module.run(quick=args.quick)
+        result["elapsed_s"] = time.perf_counter() - t0
+        results[name] = result
+        markdown.append(module.report(result))
+        print(f"({name}: {result['elapsed_s']:.1f} s)\n", flush=True)
+
+    targets = [t for r in results.values() for t in r.get("targets", [])]
+    rows = [[t["bench"], t.get("text") or f"vs {t.get('vs')}", _status(t, args.quick)] for t in targets]
+    markdown.append(print_table("targets", ["bench", "measured", "status"], rows))
+
+    plots: dict[str, str] = {}
+    if not args.no_plots:
+        from benchmarks.plots import make_plots
+
+        plots = make_plots(results, out.parent)
+        for name, where in plots.items():
+            print(f"plot {name}: {where}")
+    load_end = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    if load_end:
+        print(
+            f"load average {'/'.join(f'{x:.2f}' for x in load_end)} at the end (other work on the machine shows here)"
+        )
+    document = {
+        "generated_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "command": "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine,
+        "elapsed_s": time.perf_counter() - started,
+        "load_average_at_end": load_end,
+        "results": results,
+        "targets": targets,
+        "plots": plots,
+    }
+    write_json(out, document)
+    out.with_suffix(".md").write_text("\n".join(markdown), encoding="utf-8")
+    print(f"wrote {out} and {out.with_suffix('.md')} ({document['elapsed_s']:.1f} s in all)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,107 @@
+"""Every benchmark's quick mode runs and writes well-formed results (no timing assertions).
+
+The benchmarks live outside the package (``benchmarks/``), so they run as ``python -m benchmarks.run
+--quick`` from the repository root, exactly as ``make bench-quick`` does. Optional dependencies
+(pydantic, ccxt, uvloop, matplotlib, pyinstrument) are not required: their rows report
+``skipped: <pkg> not installed``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ("decode", "pipeline", "limiter")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    if not (ROOT / "benchmarks" / "run.py").exists():
+        pytest.skip("benchmarks/ is not part of this checkout")
+    out = tmp_path_factory.mktemp("bench") / "quick.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    document: dict[str, Any] = json.loads(out.read_text())
+    document["_stdout"] = proc.stdout
+    document["_md"] = out.with_suffix(".md").read_text()
+    return document
+
+
+def test_document_shape(quick_results: dict[str, Any]) -> None:
+    assert quick_results["quick"] is True
+    assert set(BENCHMARKS) <= set(quick_results["results"])
+    machine = quick_results["machine"]
+    assert machine["cores"] >= 1 and machine["python"]
+    for name in BENCHMARKS:
+        result = quick_results["results"][name]
+        assert result["name"] == name
+        assert result["rows"], name
+        assert _finite(result["elapsed_s"])
+    for target in quick_results["targets"]:
+        assert target["bench"] in BENCHMARKS
+        if "value" in target:
+            assert _finite(target["value"]), target
+            assert isinstance(target["met"], bool)
+    assert "### targets" in quick_results["_md"]
+    for plot in quick_results["plots"].values():
+        assert plot.startswith("skipped") or Path(plot).is_file()
+
+
+def test_decode_rows(quick_results: dict[str, Any]) -> None:
+    rows = quick_results["results"]["decode"]["rows"]
+    assert {r["payload"] for r in rows} == {"assets", "positions", "wallet"}
+    for row in rows:
+        if row["approach"] in ("ours_decoder", "ours_parse", "hand", "floor"):
+            assert row["status"] == "ok", row
+        if row["status"] == "ok":
+            assert _finite(row["ms"]) and row["ms"] > 0
+            assert _finite(row["ratio_vs_ours"])
+        else:
+            assert row["status"].startswith("skipped")
+
+
+def test_pipeline_rows(quick_results: dict[str, Any]) -> None:
+    result = quick_results["results"]["pipeline"]
+    keys = {r["key"] for r in result["rows"]}
+    assert {"floor", "floor_decode", "ours", "wallet_floor", "wallet_ours", "ccxt"} <= keys
+    for row in result["rows"]:
+        if row["key"] in ("floor", "ours", "wallet_ours"):
+            assert row["status"] == "ok", row
+        if row["status"] != "ok":
+            assert row["status"].startswith("skipped")
+            continue
+        assert [p["concurrency"] for p in row["points"]] == result["concurrency"]
+        for point in row["points"]:
+            assert point["requests"] > 0
+            assert _finite(point["rps"]) and point["rps"] > 0
+            assert _finite(point["cpu_us_per_request"]) and point["cpu_us_per_request"] > 0
+
+
+def test_limiter_rows(quick_results: dict[str, Any]) -> None:
+    rows = quick_results["results"]["limiter"]["rows"]
+    assert {r["variant"] for r in rows} >= {"ours", "raw_aiolimiter", "capacity1"}
+    for row in rows:
+        assert isinstance(row["violations"], int) and row["violations"] >= 0
+        assert row["requests"] > 0 and row["accepted"] > 0
+        assert _finite(row["utilization"]) and row["utilization"] >= 0
+        assert row["peak"] >= 1
+    single = [r for r in rows if r["keys"] == 1]
+    assert single and all(r["series"] for r in single)
