@@ -22,6 +22,7 @@ from connex_async.errors import (
 )
 from connex_async.limits import RateLimit
 from connex_async.metrics import AttemptEvent, MetricsSnapshot
+from connex_async.poller import PollCancelledError, Poller, PollerStats, Update
 from connex_async.pool import SessionPool
 from connex_async.retry import RetryPolicy
 from connex_async.venues.connex.client import ConnexClient
@@ -44,6 +45,9 @@ __all__ = [
     "LimiterTimeoutError",
     "MetricsSnapshot",
     "PermissionDeniedError",
+    "PollCancelledError",
+    "Poller",
+    "PollerStats",
     "Position",
     "PositionSide",
     "RateLimit",
@@ -56,6 +60,7 @@ __all__ = [
     "TimestampError",
     "TpslOrder",
     "TransportError",
+    "Update",
     "WalletAccount",
     "WalletBalance",
     "WalletCoin",

@@ -85,8 +85,10 @@ async def test_admission_is_one_instant_for_both_scopes() -> None:
 
 async def test_cancelled_multi_scope_acquire_holds_nothing() -> None:
     registry = LimiterRegistry()
-    a = registry.get("a", RateLimit(1, 5.0, margin=0.0, slack=0.0))
+    a = registry.get("a", RateLimit(1, 0.1, margin=0.0, slack=0.0))
     b = registry.get("b", RateLimit(1, 5.0, margin=0.0, slack=0.0))
+    await a.acquire()  # the first admission of a scope also shifts its phase by < 1 interval
+    await asyncio.sleep(0.25)  # ... after which a has its slot again
     await b.acquire()  # b is empty for 5 s
     tasks = [asyncio.create_task(registry.acquire((a, b), None)) for _ in range(1000)]
     await asyncio.sleep(0.05)
