@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -127,8 +128,8 @@ async def run_demo(
         summary = (
             f"\nsummary: {metrics.requests} requests in {elapsed:.1f}s ({metrics.requests / elapsed:.0f} req/s), "
             f"{dashboard.updates} updates, poll latency p50 {dashboard.quantile(0.5) * 1000:.1f} ms "
-            f"p99 {dashboard.quantile(0.99) * 1000:.1f} ms, HTTP latency p50 <= {p50 * 1000:.1f} ms "
-            f"p99 <= {p99 * 1000:.1f} ms, retries {metrics.retries}, cooldowns {metrics.cooldowns}, "
+            f"p99 {dashboard.quantile(0.99) * 1000:.1f} ms, HTTP latency (slowest endpoint) p50 ≈{p50 * 1000:.1f} ms "
+            f"p99 ≈{p99 * 1000:.1f} ms, retries {metrics.retries}, cooldowns {metrics.cooldowns}, "
             f"errors {dashboard.errors}, simulator violations {stats.violations}\n"
         )
         stream = sys.stderr if fmt == "jsonl" else out
@@ -196,6 +197,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away (`connex-async poll --format jsonl | head`): stop quietly, as Unix
+        # tools do; point stdout at devnull so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["serve"]:
         from connex_async.testing.cli import serve_main  # noqa: PLC0415 - only serve needs it

@@ -127,7 +127,7 @@ class RateLimit:
         """The sustained rate as a fraction of the nominal ``count / period``."""
         return self.refill_rate * self.period / self.count
 
-    def new_bucket(self) -> AsyncLimiter:
+    def new_bucket(self) -> RefundableBucket:
         """An aiolimiter bucket of ``capacity`` draining at ``refill_rate``."""
         return RefundableBucket(self.capacity, self.capacity / self.refill_rate)
 
@@ -148,14 +148,15 @@ class WindowSafeLimiter:
         self._phased = False
         self.cooldowns = 0
 
-    def _admitted(self) -> None:
+    def committed(self) -> None:
+        """The slot taken is used: a request goes out (called once every scope has admitted it)."""
         # Thousands of keys created together would refill in lockstep and reach the venue as one
         # herd every interval, whose queueing delay no margin covers. After the first admission
         # (which stays immediate) each scope's schedule is shifted by a random part of an interval.
+        # Only on a committed admission: a tentative one that is refunded must leave no trace.
         if not self._phased:
             self._phased = True
-            if isinstance(self._bucket, RefundableBucket):
-                self._bucket.add_phase(random.random())
+            self._bucket.add_phase(random.random())
 
     @property
     def cooldown_remaining(self) -> float:
@@ -179,23 +180,16 @@ class WindowSafeLimiter:
             await self._bucket.acquire()
             # A cooldown that began while we queued wins: give the slot back, wait, take another.
             if self.cooldown_remaining <= 0:
-                self._admitted()
                 return
             self.refund()
 
     def try_acquire(self) -> bool:
         """Take a slot only if one is free right now (no cooldown, capacity in the bucket)."""
-        if self.cooldown_remaining > 0:
-            return False
-        if isinstance(self._bucket, RefundableBucket) and self._bucket.try_take():
-            self._admitted()
-            return True
-        return False  # a plain AsyncLimiter (a benchmark baseline) can only be waited on
+        return self.cooldown_remaining <= 0 and self._bucket.try_take()
 
     def refund(self) -> None:
         """Hand back a slot taken in this same synchronous step (never after an await)."""
-        if isinstance(self._bucket, RefundableBucket):
-            self._bucket.refund()
+        self._bucket.refund()
 
 
 class LimiterRegistry:
@@ -234,16 +228,46 @@ class LimiterRegistry:
         and a cancelled or timed-out request holds nothing.
         """
         started = time.monotonic()
+        await self._take_all(limiters, max_wait)
+        for limiter in limiters:
+            limiter.committed()
+        return time.monotonic() - started
+
+    async def _take_all(self, limiters: tuple[WindowSafeLimiter, ...], max_wait: float | None) -> None:
+        started = time.monotonic()
         if max_wait is None:
             await self._acquire_all(limiters)
-            return time.monotonic() - started
+            return
         try:
             async with asyncio.timeout(max_wait):
                 await self._acquire_all(limiters)
         except TimeoutError:
             waited = time.monotonic() - started
             raise LimiterTimeoutError(f"no rate-limit slot within max_queue_wait={max_wait}s", waited=waited) from None
-        return time.monotonic() - started
+
+    @staticmethod
+    def try_acquire_all(limiters: tuple[WindowSafeLimiter, ...]) -> bool:
+        """Take a slot of every scope right now, or of none; never waits."""
+        taken: list[WindowSafeLimiter] = []
+        for limiter in limiters:
+            if not limiter.try_acquire():
+                for held in taken:
+                    held.refund()
+                return False
+            taken.append(limiter)
+        for limiter in taken:
+            limiter.committed()
+        return True
+
+    async def wait_ready(self, limiters: tuple[WindowSafeLimiter, ...], max_wait: float | None) -> None:
+        """Wait until every scope could admit a request now, taking nothing.
+
+        Takes all the slots and gives them back in the same step (exact, see ``RefundableBucket``):
+        the caller then competes for them again together with what else it needs.
+        """
+        await self._take_all(limiters, max_wait)
+        for limiter in limiters:
+            limiter.refund()
 
     @staticmethod
     async def _acquire_all(limiters: tuple[WindowSafeLimiter, ...]) -> None:

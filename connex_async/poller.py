@@ -1,10 +1,12 @@
 """Fan-out polling of many portfolios, as fresh as the limits allow.
 
 One scheduler task walks a heap of jobs (one per portfolio and endpoint) and starts each poll when
-it is due, at most ``max_in_flight`` at a time; no task exists for an idle job, so 10,000
-portfolios cost a heap entry each, not a coroutine each. Phases are spread over the interval so
-that thousands of keys never fire in the same millisecond. Every request still goes through the
-pool's limiters: the poller decides *when to want* data, the limiter decides *when to send*.
+it is due; no task exists for an idle job, so 10,000 portfolios cost a heap entry each, not a
+coroutine each, and a job never has more than one poll running. Phases are spread over the interval
+within each endpoint, so that thousands of keys never fire in the same millisecond. Every request
+still goes through the pool, which bounds requests on the wire by its connector limit and admits
+them through the limiters: the poller decides *when to want* data, the pool *when to send*. A poll
+waiting for its key's (or the host's) limit holds no connection, so it never delays another key.
 
 Output is "newest wins" per (portfolio, endpoint): a consumer that falls behind sees the latest
 data for each, never an unbounded queue, and :attr:`PollerStats.superseded` counts what it missed.
@@ -110,9 +112,9 @@ class Poller:
     """Poll every client's endpoints at their intervals and yield an :class:`Update` per poll.
 
     ``assets_every`` / ``positions_every`` apply to ConneX clients, ``wallet_every`` to Zoomex
-    clients (seconds; ``None`` skips that endpoint). ``max_in_flight`` defaults to the pool's
-    connector limit. A key whose polls fail authentication ``quarantine_after`` times in a row is
-    dropped and reported once.
+    clients (seconds; ``None`` skips that endpoint). Requests on the wire are bounded by each
+    pool's connector limit. A key whose polls fail authentication ``quarantine_after`` times in a
+    row is dropped and reported once.
     """
 
     def __init__(
@@ -122,7 +124,6 @@ class Poller:
         assets_every: float | None = 1.0,
         positions_every: float | None = 15.0,
         wallet_every: float | None = 1.0,
-        max_in_flight: int | None = None,
         quarantine_after: int = 3,
         stop_timeout: float = 5.0,
     ) -> None:
@@ -134,7 +135,6 @@ class Poller:
         for name, every in self.intervals.items():
             if every is not None and every <= 0:
                 raise ValueError(f"{name}_every must be > 0 seconds or None")
-        self.max_in_flight = max_in_flight
         self.quarantine_after = quarantine_after
         self.stop_timeout = stop_timeout
         self._jobs: dict[JobKey, _Job] = {}
@@ -147,19 +147,29 @@ class Poller:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._scheduler: asyncio.Task[None] | None = None
-        self._slots: asyncio.Semaphore | None = None
         self._closing = False
         self._started = self._ended = self._failed = self._superseded = 0
         self._quarantined: dict[str, str] = {}
+        # Spread each endpoint's first polls evenly over its interval: the n-th of N clients that
+        # poll an endpoint starts at n/N of it, whatever the order or mix of venues in `clients`.
         pending = list(clients)
-        for index, client in enumerate(pending):
-            self._register(client, phase=index / max(1, len(pending)))
+        counts: dict[str, int] = {}
+        for client in pending:
+            for endpoint in client.poll_jobs():
+                counts[endpoint] = counts.get(endpoint, 0) + 1
+        seen: dict[str, int] = {}
+        for client in pending:
+            phases = {}
+            for endpoint in client.poll_jobs():
+                phases[endpoint] = seen.get(endpoint, 0) / counts[endpoint]
+                seen[endpoint] = seen.get(endpoint, 0) + 1
+            self._register(client, phases)
 
     # -- membership ------------------------------------------------------------------------
 
     def add(self, client: BaseClient) -> None:
         """Start polling ``client`` (at a random phase); its label must be unique."""
-        self._register(client, phase=random.random())
+        self._register(client, {endpoint: random.random() for endpoint in client.poll_jobs()})
         self._wake.set()
 
     def remove(self, client_or_label: BaseClient | str) -> None:
@@ -169,7 +179,7 @@ class Poller:
         for key in [k for k in self._jobs if k[0] == label]:
             self._jobs.pop(key).removed = True
 
-    def _register(self, client: BaseClient, phase: float) -> None:
+    def _register(self, client: BaseClient, phases: dict[str, float]) -> None:
         if client.label in self._clients:
             raise ValueError(f"a portfolio labelled {client.label!r} is already polled")
         if client.label in self._quarantined:
@@ -180,7 +190,7 @@ class Poller:
             interval = self.intervals.get(endpoint)
             if interval is None:
                 continue
-            job = _Job(client, endpoint, fetch, interval, due=now + phase * interval)
+            job = _Job(client, endpoint, fetch, interval, due=now + phases[endpoint] * interval)
             self._jobs[job.key] = job
             heapq.heappush(self._heap, (job.due, next(self._seq), job))
 
@@ -189,11 +199,6 @@ class Poller:
     async def start(self) -> Self:
         """Start the scheduler (idempotent)."""
         if self._scheduler is None:
-            limit = self.max_in_flight
-            if limit is None:
-                pools = {id(c.pool): c.pool for c in self._clients.values()}
-                limit = min((p.connector_limit for p in pools.values()), default=100)
-            self._slots = asyncio.Semaphore(limit)
             self._scheduler = asyncio.create_task(self._schedule(), name="connex-async-poller")
         return self
 
@@ -203,6 +208,7 @@ class Poller:
         A cancelled poll still yields one update, with a :class:`PollCancelledError`.
         """
         self._closing = True
+        self._wake.set()  # the scheduler checks _closing when it wakes, whatever it was waiting for
         if self._scheduler is not None:
             self._scheduler.cancel()
             await asyncio.gather(self._scheduler, return_exceptions=True)
@@ -252,8 +258,9 @@ class Poller:
     # -- scheduling ------------------------------------------------------------------------
 
     async def _schedule(self) -> None:
-        assert self._slots is not None
-        while True:
+        # `asyncio.timeout`, not `wait_for`: on 3.11 wait_for can swallow the cancellation sent
+        # by stop() when a wake-up lands in the same loop iteration, and the scheduler then ran on.
+        while not self._closing:
             if not self._heap:
                 self._wake.clear()
                 await self._wake.wait()
@@ -263,19 +270,18 @@ class Poller:
             if delay > 0:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
                 continue
             heapq.heappop(self._heap)
             if job.removed:
                 continue
-            await self._slots.acquire()
             job.running = True
             task = asyncio.create_task(self._poll(job))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     async def _poll(self, job: _Job) -> None:
-        assert self._slots is not None
         self._started += 1
         started = time.perf_counter()
         error: ConnexAsyncError | None = None
@@ -302,7 +308,6 @@ class Poller:
                         portfolio=job.client.label,
                     )
         finally:
-            self._slots.release()
             job.running = False
         self._finish(job, data, error, time.perf_counter() - started, call.attempts, call.limiter_wait)
 

@@ -119,12 +119,16 @@ class SessionPool:
         self._clock_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._clock_retry_at: dict[tuple[str, str], float] = {}
         self._circuits: dict[tuple[str, str], float] = {}  # (venue, host) -> time.time() until
+        # One slot per connection: a request takes its send slot and its rate-limit slots in the
+        # same instant, so it never queues for a connection between admission and send.
+        self._send_slots: asyncio.Semaphore | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def open(self) -> Self:
         """Create the session inside the running loop (idempotent)."""
         if self._session is None or self._session.closed:
+            self._send_slots = asyncio.Semaphore(self.connector_limit)
             connector = aiohttp.TCPConnector(
                 limit=self.connector_limit, limit_per_host=self.limit_per_host, ttl_dns_cache=300
             )
@@ -199,11 +203,14 @@ class SessionPool:
                     # Before the limiter: nothing slow may sit between a granted slot and the send,
                     # or the delay would eat the limiter's jitter margin.
                     await self._first_clock_sync(venue, base_url)
-                waited = await self._acquire(limiters, venue, endpoint, label)
-                signed = self._sign(venue, base_url, params, credentials if endpoint.signed else None)
-                started = time.perf_counter()
-                response = await self._send(session, endpoint.method, url, signed, venue, endpoint, label)
-                latency = time.perf_counter() - started
+                waited = await self._admit(limiters, venue, endpoint, label)
+                try:
+                    signed = self._sign(venue, base_url, params, credentials if endpoint.signed else None)
+                    started = time.perf_counter()
+                    response = await self._send(session, endpoint.method, url, signed, venue, endpoint, label)
+                    latency = time.perf_counter() - started
+                finally:
+                    self._release_send_slot()
                 result = venue.parse(endpoint, response, label)
             except ConnexAsyncError as err:
                 status = getattr(err, "status", None)
@@ -224,18 +231,50 @@ class SessionPool:
             self._observe(venue, endpoint, label, attempt, response.status, latency, waited, call, None)
             return result
 
-    async def _acquire(
+    async def _admit(
         self,
         limiters: tuple[WindowSafeLimiter, ...],
         venue: Venue,
         endpoint: Endpoint[Any],
         label: str | None,
     ) -> float:
+        """Take a send slot and every rate-limit slot in one instant; hold nothing while waiting.
+
+        Holding a connection while queueing for a limiter would starve other keys (a host-limited
+        Zoomex backlog took every connection); holding limiter slots while queueing for a
+        connection would put a wait between admission and send. So: wait for a connection, then
+        try the limiters synchronously; if one is full, let the connection go and wait until the
+        limiters are ready, then try again.
+        """
+        slots = self._send_slots
+        assert slots is not None
+        started = time.monotonic()
+        deadline = None if self.max_queue_wait is None else started + self.max_queue_wait
         try:
-            return await self.limiters.acquire(limiters, self.max_queue_wait)
+            while True:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                async with asyncio.timeout(left):
+                    await slots.acquire()
+                if self.limiters.try_acquire_all(limiters):
+                    return time.monotonic() - started
+                slots.release()
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                await self.limiters.wait_ready(limiters, left)
+        except TimeoutError:
+            raise LimiterTimeoutError(
+                f"no rate-limit slot within max_queue_wait={self.max_queue_wait}s",
+                waited=time.monotonic() - started,
+                venue=venue.name,
+                endpoint=endpoint.name,
+                portfolio=label,
+            ) from None
         except LimiterTimeoutError as err:
             err.venue, err.endpoint, err.portfolio = venue.name, endpoint.name, label
             raise
+
+    def _release_send_slot(self) -> None:
+        if self._send_slots is not None:
+            self._send_slots.release()
 
     def _limiters_for(
         self,

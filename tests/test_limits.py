@@ -60,11 +60,12 @@ async def test_tokens_are_not_held_across_a_wait_for_another_scope() -> None:
     registry = LimiterRegistry()
     key = registry.get("key", RateLimit(1, 10.0, margin=0.0, slack=0.0))
     host = registry.get("host", RateLimit(1, 0.3, margin=0.0, slack=0.0))
-    await registry.acquire((key, host), None)  # both spent: host refills in 0.3 s, key in 10 s
+    await registry.acquire((key, host), None)  # both spent: host refills in < 0.6 s, key in 10 s
     # The next request of this key waits for the key (10 s) and times out, holding no host slot.
     with pytest.raises(Exception, match="max_queue_wait"):
         await registry.acquire((key, host), 0.5)
     other_key = registry.get("key2", RateLimit(1, 10.0, margin=0.0, slack=0.0))
+    await asyncio.sleep(0.2)  # host's refill (0.3 s) plus its first-admission phase (< 0.3 s) are over
     started = time.monotonic()
     await registry.acquire((other_key, host), 1.0)
     assert time.monotonic() - started < 0.05  # the host slot that refilled meanwhile was not taken
@@ -74,6 +75,8 @@ async def test_admission_is_one_instant_for_both_scopes() -> None:
     registry = LimiterRegistry()
     key = registry.get("key", RateLimit(1, 0.2, margin=0.0, slack=0.0))
     host = registry.get("host", RateLimit(1, 0.5, margin=0.0, slack=0.0))
+    await registry.acquire((key, host), None)  # first admissions also shift each scope's phase
+    await asyncio.sleep(1.1)
     await registry.acquire((key, host), None)
     started = time.monotonic()
     await registry.acquire((key, host), None)  # key free after 0.2 s, host after 0.5 s

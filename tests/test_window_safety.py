@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiolimiter import AsyncLimiter
 
 from connex_async import ConnexClient, Credentials, RateLimit, SessionPool, ZoomexClient
+from connex_async.limits import RefundableBucket
 
 ASSETS = (Path(__file__).parent / "fixtures" / "connex_assets_doc.json").read_bytes()
 WALLET = (Path(__file__).parent / "fixtures" / "zoomex_wallet_seed.json").read_bytes()
@@ -126,7 +126,8 @@ async def test_no_violations_and_at_least_95_percent(serve: Any, limit: RateLimi
 
 
 async def test_the_harness_catches_raw_aiolimiter(serve: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(RateLimit, "new_bucket", lambda self: AsyncLimiter(self.count, self.period))
+    # aiolimiter's bucket configured the naive way (RefundableBucket only adds non-waiting methods).
+    monkeypatch.setattr(RateLimit, "new_bucket", lambda self: RefundableBucket(self.count, self.period))
     server = await run_one_key(serve, RateLimit(20, 1.0), 5.0)
     worst = max(sum(1 for t in server.arrivals["k1"] if start - 1.0 < t <= start) for start in server.arrivals["k1"])
     print(f"\nraw AsyncLimiter(20, 1): {server.violations} violations, worst window {worst}")

@@ -13,13 +13,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import msgspec
+
 from connex_async.credentials import Credentials
-from connex_async.decoding import PayloadDecoder, snippet
+from connex_async.decoding import PayloadDecoder, snippet, try_decode
 from connex_async.errors import (
     APIError,
     AuthenticationError,
     BadRequestError,
     ConnexAsyncError,
+    DecodeError,
     PermissionDeniedError,
     RateLimitError,
     ServerError,
@@ -100,9 +103,85 @@ class Venue(abc.ABC):
     def sign(self, params: Mapping[str, ParamValue], credentials: Credentials, now: float) -> SignedRequest:
         """Sign a request at venue time ``now`` (seconds, already offset-corrected)."""
 
-    @abc.abstractmethod
+    #: Decodes only the code and message of any envelope (an error's payload may be anything).
+    head_decoder: msgspec.json.Decoder[Any]
+    #: The envelope attribute holding the payload ("data" on ConneX, "result" on Zoomex).
+    payload_field: str
+
     def parse(self, endpoint: Endpoint[T], response: RawResponse, portfolio: str | None) -> T:
         """Return the endpoint's data, or raise the typed error the answer stands for."""
+        self.check_http(endpoint, response, portfolio)
+        if not response.is_json:
+            if response.status < 300:
+                ctype = response.headers.get("Content-Type", "no content type")
+                raise self.decode_error(f"expected JSON, got {ctype}", endpoint, response, portfolio)
+            raise error_for_status(self, endpoint, response, portfolio)
+        try:
+            envelope = endpoint.decoder.decode(response.body, status=response.status, portfolio=portfolio)
+        except DecodeError as exc:
+            raise self._error_from_head(endpoint, response, portfolio) or exc from None
+        code, message = self.code_of(envelope)
+        if not self.is_success(code):
+            raise self.error_for_code(code, message, endpoint, response, portfolio)
+        data: T | None = getattr(envelope, self.payload_field)
+        if data is None:
+            field = self.payload_field
+            raise self.decode_error(f"`{field}` is null on success", endpoint, response, portfolio, f"$.{field}")
+        return data
+
+    def _error_from_head(
+        self, endpoint: Endpoint[Any], response: RawResponse, portfolio: str | None
+    ) -> APIError | None:
+        """An error envelope whose payload does not fit the success schema, or a bare HTTP error."""
+        head = try_decode(self.head_decoder, response.body)
+        if head is None:
+            return error_for_status(self, endpoint, response, portfolio) if response.status >= 400 else None
+        code, message = self.code_of(head)
+        if self.is_success(code):
+            return None
+        return self.error_for_code(code, message, endpoint, response, portfolio)
+
+    @abc.abstractmethod
+    def check_http(self, endpoint: Endpoint[Any], response: RawResponse, portfolio: str | None) -> None:
+        """Raise for HTTP statuses the venue answers without a body worth reading (429, 403)."""
+
+    @abc.abstractmethod
+    def code_of(self, envelope: Any) -> tuple[int, str | None]:
+        """The venue code and message of a decoded envelope (full or head)."""
+
+    @abc.abstractmethod
+    def is_success(self, code: int) -> bool:
+        """Whether ``code`` means success."""
+
+    @abc.abstractmethod
+    def error_for_code(
+        self,
+        code: int,
+        message: str | None,
+        endpoint: Endpoint[Any],
+        response: RawResponse,
+        portfolio: str | None,
+    ) -> APIError:
+        """Map a venue code (documented or not) onto the error tree."""
+
+    def decode_error(
+        self,
+        message: str,
+        endpoint: Endpoint[Any],
+        response: RawResponse,
+        portfolio: str | None,
+        path: str | None = None,
+    ) -> DecodeError:
+        """A :class:`DecodeError` about this answer."""
+        return DecodeError(
+            message,
+            path=path,
+            snippet=snippet(response.body),
+            status=response.status,
+            venue=self.name,
+            endpoint=endpoint.name,
+            portfolio=portfolio,
+        )
 
     @abc.abstractmethod
     async def measure_clock_offset(

@@ -9,13 +9,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from connex_async.credentials import Credentials
-from connex_async.decoding import PayloadDecoder, try_decode
+from connex_async.decoding import PayloadDecoder
 from connex_async.errors import (
     APIError,
     AuthenticationError,
     BadRequestError,
     ConnexAsyncError,
-    DecodeError,
     PermissionDeniedError,
     RateLimitError,
     ServerError,
@@ -28,7 +27,6 @@ from connex_async.venues.base import (
     Endpoint,
     RawResponse,
     Venue,
-    error_for_status,
     parse_http_date,
 )
 from connex_async.venues.connex.models import (
@@ -113,54 +111,25 @@ class ConnexVenue(Venue):
         """Sign with a nonce of whole seconds of venue time."""
         return sign_connex(params, credentials, int(now))
 
-    def parse(self, endpoint: Endpoint[T], response: RawResponse, portfolio: str | None) -> T:
-        """Unwrap ``data`` from a success envelope, or raise the error the answer stands for."""
-        if response.status == 429:  # the official SDKs do not read the body of a 429 either
+    head_decoder = _HEAD
+    payload_field = "data"
+
+    def check_http(self, endpoint: Endpoint[Any], response: RawResponse, portfolio: str | None) -> None:
+        """HTTP 429 is a rate limit whatever the body says (the official SDKs do not read it)."""
+        if response.status == 429:
             raise RateLimitError(
                 "HTTP 429 too many requests",
                 retry_after=retry_after_seconds(response.headers),
                 **self.error_kwargs(endpoint, response, portfolio),
             )
-        if not response.is_json:
-            if response.status < 300:
-                raise DecodeError(
-                    f"expected JSON, got {response.headers.get('Content-Type', 'no content type')}",
-                    snippet=response.body[:160].decode("utf-8", "replace"),
-                    status=response.status,
-                    venue=self.name,
-                    endpoint=endpoint.name,
-                    portfolio=portfolio,
-                )
-            raise error_for_status(self, endpoint, response, portfolio)
-        try:
-            envelope = endpoint.decoder.decode(response.body, status=response.status, portfolio=portfolio)
-        except DecodeError as exc:
-            raise self._error_from_head(endpoint, response, portfolio) or exc from None
-        if envelope.code not in SUCCESS_CODES:
-            raise self.error_for_code(envelope.code, envelope.message, endpoint, response, portfolio)
-        if envelope.data is None:
-            raise DecodeError(
-                "`data` is null in a success envelope",
-                path="$.data",
-                snippet=response.body[:160].decode("utf-8", "replace"),
-                status=response.status,
-                venue=self.name,
-                endpoint=endpoint.name,
-                portfolio=portfolio,
-            )
-        data: T = envelope.data
-        return data
 
-    def _error_from_head(
-        self, endpoint: Endpoint[Any], response: RawResponse, portfolio: str | None
-    ) -> APIError | None:
-        """An error envelope whose `data` does not fit the success schema, or a bare HTTP error."""
-        head = try_decode(_HEAD, response.body)
-        if head is None:
-            return error_for_status(self, endpoint, response, portfolio) if response.status >= 400 else None
-        if head.code in SUCCESS_CODES:
-            return None
-        return self.error_for_code(head.code, head.message, endpoint, response, portfolio)
+    def code_of(self, envelope: ConnexEnvelope[Any] | ConnexHead) -> tuple[int, str | None]:
+        """``code`` and ``message``."""
+        return envelope.code, envelope.message
+
+    def is_success(self, code: int) -> bool:
+        """200 and 200000 both mean success."""
+        return code in SUCCESS_CODES
 
     def error_for_code(
         self,

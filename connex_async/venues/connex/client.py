@@ -88,6 +88,19 @@ class ConnexClient(BaseClient):
         params = {"sym": sym, "exchange": exchange, "zeroFilter": zero_filter}
         return await self._call(POSITIONS, params)
 
+    async def _poll_assets(self) -> list[Asset]:
+        # What `get_all_assets` returns, without an async generator per poll (pollers call this
+        # thousands of times a second; almost every portfolio fits on one page).
+        page = await self.get_assets()
+        assets = page.assets
+        while not page.is_last and page.assets:
+            page = await self.get_assets(page=page.page + 1)
+            assets = assets + page.assets
+        return assets
+
+    async def _poll_positions(self) -> list[Position]:
+        return await self.get_positions(zero_filter=True)
+
     def poll_jobs(self) -> dict[str, Callable[[], Awaitable[Any]]]:
         """Assets (all pages) and positions (zero-size rows filtered)."""
-        return {"assets": self.get_all_assets, "positions": lambda: self.get_positions(zero_filter=True)}
+        return {"assets": self._poll_assets, "positions": self._poll_positions}

@@ -9,14 +9,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from connex_async.credentials import Credentials
-from connex_async.decoding import PayloadDecoder, try_decode
+from connex_async.decoding import PayloadDecoder
 from connex_async.errors import (
     APIError,
     AuthenticationError,
     BadRequestError,
     CircuitOpenError,
     ConnexAsyncError,
-    DecodeError,
     PermissionDeniedError,
     RateLimitError,
     ServerError,
@@ -24,7 +23,7 @@ from connex_async.errors import (
 )
 from connex_async.limits import RateLimit
 from connex_async.signing import ParamValue, SignedRequest, sign_zoomex
-from connex_async.venues.base import CodeRule, Endpoint, RawResponse, Venue, error_for_status
+from connex_async.venues.base import CodeRule, Endpoint, RawResponse, Venue
 from connex_async.venues.zoomex.models import ServerTime, WalletBalance, ZoomexEnvelope, ZoomexHead, check_wallet
 
 if TYPE_CHECKING:
@@ -119,55 +118,22 @@ class ZoomexVenue(Venue):
         """Sign with a millisecond timestamp of venue time."""
         return sign_zoomex(params, credentials, int(now * 1000), self.recv_window)
 
-    def parse(self, endpoint: Endpoint[T], response: RawResponse, portfolio: str | None) -> T:
-        """Unwrap ``result`` from a retCode-0 envelope, or raise the error the answer stands for."""
-        if response.status == 403:  # "access too frequent": the IP limit; more traffic extends a ban
-            raise self._circuit_error(
-                f"HTTP 403 from the host: {response.body[:80].decode('utf-8', 'replace').strip()}",
-                None,
-                endpoint,
-                response,
-                portfolio,
-            )
-        if not response.is_json:
-            if response.status < 300:
-                raise DecodeError(
-                    f"expected JSON, got {response.headers.get('Content-Type', 'no content type')}",
-                    snippet=response.body[:160].decode("utf-8", "replace"),
-                    status=response.status,
-                    venue=self.name,
-                    endpoint=endpoint.name,
-                    portfolio=portfolio,
-                )
-            raise error_for_status(self, endpoint, response, portfolio)
-        try:
-            envelope = endpoint.decoder.decode(response.body, status=response.status, portfolio=portfolio)
-        except DecodeError as exc:
-            raise self._error_from_head(endpoint, response, portfolio) or exc from None
-        if envelope.ret_code != 0:
-            raise self.error_for_code(envelope.ret_code, envelope.ret_msg, endpoint, response, portfolio)
-        if envelope.result is None:
-            raise DecodeError(
-                "`result` is null with retCode 0",
-                path="$.result",
-                snippet=response.body[:160].decode("utf-8", "replace"),
-                status=response.status,
-                venue=self.name,
-                endpoint=endpoint.name,
-                portfolio=portfolio,
-            )
-        result: T = envelope.result
-        return result
+    head_decoder = _HEAD
+    payload_field = "result"
 
-    def _error_from_head(
-        self, endpoint: Endpoint[Any], response: RawResponse, portfolio: str | None
-    ) -> APIError | None:
-        head = try_decode(_HEAD, response.body)
-        if head is None:
-            return error_for_status(self, endpoint, response, portfolio) if response.status >= 400 else None
-        if head.ret_code == 0:
-            return None
-        return self.error_for_code(head.ret_code, head.ret_msg, endpoint, response, portfolio)
+    def check_http(self, endpoint: Endpoint[Any], response: RawResponse, portfolio: str | None) -> None:
+        """HTTP 403 is the IP limit ("access too frequent"): more traffic would extend a ban."""
+        if response.status == 403:
+            text = response.body[:80].decode("utf-8", "replace").strip()
+            raise self._circuit_error(f"HTTP 403 from the host: {text}", None, endpoint, response, portfolio)
+
+    def code_of(self, envelope: ZoomexEnvelope[Any] | ZoomexHead) -> tuple[int, str | None]:
+        """``retCode`` and ``retMsg``."""
+        return envelope.ret_code, envelope.ret_msg
+
+    def is_success(self, code: int) -> bool:
+        """retCode 0 means success."""
+        return code == 0
 
     def error_for_code(
         self,
