@@ -19,7 +19,8 @@ Limiters:
 
 - ``ours``: ``RateLimit(N, T)`` with its defaults (burst 1, 25 ms margin, 3 ms slack);
 - ``ours, margin=0.02*T``: the same with a margin proportional to the period (a user's choice);
-- ``raw aiolimiter``: ``RateLimit.new_bucket`` patched to return ``AsyncLimiter(N, T)``;
+- ``raw aiolimiter``: ``RateLimit.new_bucket`` patched to return ``AsyncLimiter(N, T)`` (as its subclass
+  ``RefundableBucket``, which only adds non-waiting methods);
 - ``capacity-1 bucket``: ``RateLimit(N, T, margin=0, slack=0)``: one token refilled every ``T/N``
   seconds exactly (ccxt's default shape).
 
@@ -130,17 +131,18 @@ def serve(conn: Connection, core: int | None, keys: int, limit: tuple[int, float
 @contextlib.contextmanager
 def _variant(name: str) -> Any:
     """Patch ``RateLimit.new_bucket`` for the raw-aiolimiter baseline; nothing for the others."""
-    from aiolimiter import AsyncLimiter
 
-    from connex_async.limits import RateLimit
+    from connex_async.limits import RateLimit, RefundableBucket
 
     if name != "raw_aiolimiter":
         yield
         return
     original = RateLimit.new_bucket
 
-    def raw_bucket(self: RateLimit) -> AsyncLimiter:
-        return AsyncLimiter(self.count, self.period)
+    def raw_bucket(self: RateLimit) -> RefundableBucket:
+        # aiolimiter's AsyncLimiter(N, T) as is; the subclass only adds the non-waiting
+        # try/refund methods the pool needs to take several scopes in one step.
+        return RefundableBucket(self.count, self.period)
 
     RateLimit.new_bucket = raw_bucket  # type: ignore[method-assign]
     try:

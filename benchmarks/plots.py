@@ -12,8 +12,11 @@ __all__ = ["make_plots"]
 _COLORS = {"ours": "tab:green", "raw_aiolimiter": "tab:red", "capacity1": "tab:orange", "ours_margin": "tab:blue"}
 
 
-def make_plots(results: dict[str, Any], directory: Path) -> dict[str, str]:
-    """Write every plot the results allow; return ``{name: path or skip reason}``."""
+def make_plots(results: dict[str, Any], directory: Path, prefix: str = "") -> dict[str, str]:
+    """Write every plot the results allow; return ``{name: path or skip reason}``.
+
+    ``prefix`` keeps a quick run's plots (``quick_*.png``) from replacing the full run's.
+    """
     matplotlib = optional("matplotlib")
     if matplotlib is None:
         return {"plots": not_installed("matplotlib")}
@@ -21,9 +24,9 @@ def make_plots(results: dict[str, Any], directory: Path) -> dict[str, str]:
     directory.mkdir(parents=True, exist_ok=True)
     made: dict[str, str] = {}
     if "limiter" in results:
-        made["limiter_windows"] = _limiter_windows(results["limiter"], directory / "limiter_windows.png")
+        made["limiter_windows"] = _limiter_windows(results["limiter"], directory / f"{prefix}limiter_windows.png")
     if "pipeline" in results:
-        made["pipeline_throughput"] = _throughput(results["pipeline"], directory / "pipeline_throughput.png")
+        made["pipeline_throughput"] = _throughput(results["pipeline"], directory / f"{prefix}pipeline_throughput.png")
     return made
 
 

@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_plots:
         from benchmarks.plots import make_plots
 
-        plots = make_plots(results, out.parent)
+        plots = make_plots(results, out.parent, prefix="quick_" if args.quick else "")
         for name, where in plots.items():
             print(f"plot {name}: {where}")
     load_end = list(os.getloadavg()) if hasattr(os, "getloadavg") else None

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ("decode", "pipeline", "limiter")
+BENCHMARKS = ("decode", "pipeline", "limiter", "fanout")
 
 
 def _finite(value: Any) -> bool:
@@ -105,3 +105,26 @@ def test_limiter_rows(quick_results: dict[str, Any]) -> None:
         assert row["peak"] >= 1
     single = [r for r in rows if r["keys"] == 1]
     assert single and all(r["series"] for r in single)
+
+
+def test_fanout_rows(quick_results: dict[str, Any]) -> None:
+    result = quick_results["results"]["fanout"]
+    rows = result["rows"]
+    assert [r["order"] for r in rows] == ["as listed", "interleaved"]
+    for row in rows:
+        assert row["portfolios"] > 0 and row["polls"] > 0
+        assert _finite(row["polls_per_s"]) and row["polls_per_s"] > 0
+        assert _finite(row["cpu_us_per_poll"]) and row["cpu_us_per_poll"] > 0
+        assert _finite(row["registration_s"])
+        assert isinstance(row["violations"], int) and row["violations"] >= 0
+        assert row["staleness"]["samples"] >= 1 and _finite(row["staleness"]["worst_ratio"])
+    memory = rows[0]["tracemalloc_bytes_per_portfolio"]
+    assert _finite(memory) and memory > 0
+    assert {r["loop"] for r in result["ceiling"]} == {"asyncio", "uvloop"}
+    for row in result["ceiling"]:
+        if "status" in row:
+            assert row["status"].startswith("skipped")
+            continue
+        assert row["polls"] > 0 and _finite(row["polls_per_s"])
+    profile = result["profile"]
+    assert (isinstance(profile, str) and profile.startswith("skipped")) or profile["parts"]
