@@ -3,10 +3,12 @@
 One scheduler task walks a heap of jobs (one per portfolio and endpoint) and starts each poll when
 it is due; no task exists for an idle job, so 10,000 portfolios cost a heap entry each, not a
 coroutine each, and a job never has more than one poll running. Phases are spread over the interval
-within each endpoint, so that thousands of keys never fire in the same millisecond. Every request
-still goes through the pool, which bounds requests on the wire by its connector limit and admits
-them through the limiters: the poller decides *when to want* data, the pool *when to send*. A poll
-waiting for its key's (or the host's) limit holds no connection, so it never delays another key.
+within each endpoint, so that thousands of keys never fire in the same millisecond. Each endpoint
+group (venue, endpoint) runs at most ``connector_limit`` polls at once; a due job whose group is full
+waits in that group's queue, so a backlog on one endpoint (Zoomex wallets behind the host-wide
+limit) never takes the slots of another. Every request still goes through the pool, which admits it
+through the limiters without holding a connection while it waits: the poller decides *when to want*
+data, the pool *when to send*.
 
 Output is "newest wins" per (portfolio, endpoint): a consumer that falls behind sees the latest
 data for each, never an unbounded queue, and :attr:`PollerStats.superseded` counts what it missed.
@@ -84,6 +86,10 @@ class _Job:
     def key(self) -> JobKey:
         return (self.client.label, self.endpoint)
 
+    @property
+    def group(self) -> tuple[str, str]:
+        return (self.client.venue.name, self.endpoint)
+
 
 @dataclass(frozen=True, slots=True)
 class PollerStats:
@@ -146,6 +152,8 @@ class Poller:
         self._has_updates = asyncio.Event()
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._queued: dict[tuple[str, str], deque[_Job]] = {}  # due jobs whose group is full
+        self._running: dict[tuple[str, str], int] = {}
         self._scheduler: asyncio.Task[None] | None = None
         self._closing = False
         self._started = self._ended = self._failed = self._superseded = 0
@@ -276,10 +284,28 @@ class Poller:
             heapq.heappop(self._heap)
             if job.removed:
                 continue
-            job.running = True
-            task = asyncio.create_task(self._poll(job))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            group = job.group
+            if self._running.get(group, 0) < job.client.pool.connector_limit:
+                self._start(job)
+            else:
+                self._queued.setdefault(group, deque()).append(job)
+
+    def _start(self, job: _Job) -> None:
+        self._running[job.group] = self._running.get(job.group, 0) + 1
+        job.running = True
+        task = asyncio.create_task(self._poll(job))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _start_next(self, group: tuple[str, str]) -> None:
+        """A poll of ``group`` ended: start the group's longest-waiting job, if any."""
+        self._running[group] -= 1
+        queue = self._queued.get(group)
+        while queue and not self._closing:
+            job = queue.popleft()
+            if not job.removed:
+                self._start(job)
+                return
 
     async def _poll(self, job: _Job) -> None:
         self._started += 1
@@ -309,6 +335,7 @@ class Poller:
                     )
         finally:
             job.running = False
+            self._start_next(job.group)
         self._finish(job, data, error, time.perf_counter() - started, call.attempts, call.limiter_wait)
 
     def _finish(
