@@ -54,12 +54,14 @@ from benchmarks.common import (
     ServerProcess,
     connex_assets_body,
     connex_positions_body,
+    fixed_payload_handler,
     not_installed,
     optional,
     pinned,
     print_table,
     run_child,
     split_cores,
+    zoomex_server_time,
     zoomex_wallet_body,
 )
 
@@ -146,23 +148,10 @@ async def _setup_fixed() -> tuple[dict[str, Any], Callable[..., Any], Callable[[
     }
     served = {"requests": 0}
 
-    def fixed(body: bytes) -> Callable[[web.Request], Awaitable[web.Response]]:
-        async def handler(request: web.Request) -> web.Response:
-            served["requests"] += 1
-            return web.Response(body=body, content_type="application/json")
-
-        return handler
-
-    async def server_time(request: web.Request) -> web.Response:
-        ns = time.time_ns()
-        result = f'{{"timeSecond":"{ns // 10**9}","timeNano":"{ns}"}}'
-        body = f'{{"retCode":0,"retMsg":"OK","result":{result},"retExtInfo":{{}},"time":{ns // 10**6}}}'
-        return web.Response(body=body.encode(), content_type="application/json")
-
     app = web.Application()
     for path, body in bodies.items():
-        app.router.add_get(path, fixed(body))
-    app.router.add_get(ZOOMEX_TIME_PATH, server_time)
+        app.router.add_get(path, fixed_payload_handler(body, served))
+    app.router.add_get(ZOOMEX_TIME_PATH, zoomex_server_time)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -33,6 +33,7 @@ from benchmarks.common import (
     ServerProcess,
     connex_assets_body,
     cpu_seconds,
+    fixed_payload_handler,
     not_installed,
     optional,
     pinned,
@@ -40,6 +41,7 @@ from benchmarks.common import (
     profile_top_frames,
     run_child,
     split_cores,
+    zoomex_server_time,
     zoomex_wallet_body,
 )
 
@@ -70,23 +72,11 @@ async def _setup_server() -> tuple[dict[str, Any], Callable[..., Any], Callable[
     wallet = zoomex_wallet_body()
     served = {"requests": 0}
 
-    def fixed(body: bytes) -> Callable[[web.Request], Awaitable[web.Response]]:
-        async def handler(request: web.Request) -> web.Response:
-            served["requests"] += 1
-            return web.Response(body=body, content_type="application/json")
-
-        return handler
-
-    async def server_time(request: web.Request) -> web.Response:
-        ns = time.time_ns()
-        body = f'{{"retCode":0,"retMsg":"OK","result":{{"timeSecond":"{ns // 10**9}","timeNano":"{ns}"}},"retExtInfo":{{}},"time":{ns // 10**6}}}'
-        return web.Response(body=body.encode(), content_type="application/json")
-
     app = web.Application()
-    app.router.add_get(ASSETS_PATH, fixed(assets))
-    app.router.add_get(ZOOMEX_WALLET_PATH, fixed(wallet))
-    app.router.add_get(BYBIT_WALLET_PATH, fixed(wallet))
-    app.router.add_get(ZOOMEX_TIME_PATH, server_time)
+    app.router.add_get(ASSETS_PATH, fixed_payload_handler(assets, served))
+    app.router.add_get(ZOOMEX_WALLET_PATH, fixed_payload_handler(wallet, served))
+    app.router.add_get(BYBIT_WALLET_PATH, fixed_payload_handler(wallet, served))
+    app.router.add_get(ZOOMEX_TIME_PATH, zoomex_server_time)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -428,3 +428,24 @@ def write_json(path: Path, data: Mapping[str, Any]) -> None:
     """Write ``data`` as indented JSON (non-finite floats become ``null``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(_clean(data), indent=1, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def fixed_payload_handler(body: bytes, served: dict[str, int]) -> Any:
+    """An aiohttp handler answering ``body`` as JSON and counting into ``served["requests"]``."""
+    from aiohttp import web
+
+    async def handler(request: web.Request) -> web.Response:
+        served["requests"] += 1
+        return web.Response(body=body, content_type="application/json")
+
+    return handler
+
+
+async def zoomex_server_time(request: Any) -> Any:
+    """A Zoomex ``/market/time`` answer from this machine's clock."""
+    from aiohttp import web
+
+    ns = time.time_ns()
+    result = f'{{"timeSecond":"{ns // 10**9}","timeNano":"{ns}"}}'
+    body = f'{{"retCode":0,"retMsg":"OK","result":{result},"retExtInfo":{{}},"time":{ns // 10**6}}}'
+    return web.Response(body=body.encode(), content_type="application/json")
