@@ -60,6 +60,8 @@ from benchmarks.common import (
     pinned,
     print_table,
     run_child,
+    serve_fixed_routes,
+    served_handle,
     split_cores,
     zoomex_server_time,
     zoomex_wallet_body,
@@ -139,7 +141,6 @@ def serve_fixed(conn: Connection, core: int | None) -> None:
 
 
 async def _setup_fixed() -> tuple[dict[str, Any], Callable[..., Any], Callable[[], Awaitable[None]]]:
-    from aiohttp import web
 
     bodies = {
         ASSETS_PATH: connex_assets_body(5),  # the simulator's portfolios hold 3-8 assets
@@ -148,23 +149,10 @@ async def _setup_fixed() -> tuple[dict[str, Any], Callable[..., Any], Callable[[
     }
     served = {"requests": 0}
 
-    app = web.Application()
-    for path, body in bodies.items():
-        app.router.add_get(path, fixed_payload_handler(body, served))
-    app.router.add_get(ZOOMEX_TIME_PATH, zoomex_server_time)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = int(runner.addresses[0][1])
-
-    def handle(command: str, *args: Any) -> Any:
-        if command == "served":
-            return served["requests"]
-        raise ValueError(f"unknown command {command!r}")
-
-    info = {"base_url": f"http://127.0.0.1:{port}", "bytes": {p: len(b) for p, b in bodies.items()}}
-    return info, handle, runner.cleanup
+    routes = {path: fixed_payload_handler(body, served) for path, body in bodies.items()}
+    base_url, cleanup = await serve_fixed_routes({**routes, ZOOMEX_TIME_PATH: zoomex_server_time})
+    info = {"base_url": base_url, "bytes": {p: len(b) for p, b in bodies.items()}}
+    return info, served_handle(served), cleanup
 
 
 def _fake_creds(n: int) -> tuple[Creds, Creds]:

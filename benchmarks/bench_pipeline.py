@@ -40,6 +40,8 @@ from benchmarks.common import (
     print_table,
     profile_top_frames,
     run_child,
+    serve_fixed_routes,
+    served_handle,
     split_cores,
     zoomex_server_time,
     zoomex_wallet_body,
@@ -66,30 +68,20 @@ def serve(conn: Connection, core: int | None) -> None:
 
 
 async def _setup_server() -> tuple[dict[str, Any], Callable[..., Any], Callable[[], Awaitable[None]]]:
-    from aiohttp import web
 
     assets = connex_assets_body(ASSETS_ROWS)
     wallet = zoomex_wallet_body()
     served = {"requests": 0}
 
-    app = web.Application()
-    app.router.add_get(ASSETS_PATH, fixed_payload_handler(assets, served))
-    app.router.add_get(ZOOMEX_WALLET_PATH, fixed_payload_handler(wallet, served))
-    app.router.add_get(BYBIT_WALLET_PATH, fixed_payload_handler(wallet, served))
-    app.router.add_get(ZOOMEX_TIME_PATH, zoomex_server_time)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = int(runner.addresses[0][1])
-
-    def handle(command: str, *args: Any) -> Any:
-        if command == "served":
-            return served["requests"]
-        raise ValueError(f"unknown command {command!r}")
-
-    info = {"base_url": f"http://127.0.0.1:{port}", "assets_bytes": len(assets), "wallet_bytes": len(wallet)}
-    return info, handle, runner.cleanup
+    routes = {
+        ASSETS_PATH: fixed_payload_handler(assets, served),
+        ZOOMEX_WALLET_PATH: fixed_payload_handler(wallet, served),
+        BYBIT_WALLET_PATH: fixed_payload_handler(wallet, served),
+        ZOOMEX_TIME_PATH: zoomex_server_time,
+    }
+    base_url, cleanup = await serve_fixed_routes(routes)
+    info = {"base_url": base_url, "assets_bytes": len(assets), "wallet_bytes": len(wallet)}
+    return info, served_handle(served), cleanup
 
 
 # ============================================================================ client rows

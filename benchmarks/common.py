@@ -449,3 +449,28 @@ async def zoomex_server_time(request: Any) -> Any:
     result = f'{{"timeSecond":"{ns // 10**9}","timeNano":"{ns}"}}'
     body = f'{{"retCode":0,"retMsg":"OK","result":{result},"retExtInfo":{{}},"time":{ns // 10**6}}}'
     return web.Response(body=body.encode(), content_type="application/json")
+
+
+async def serve_fixed_routes(routes: Mapping[str, Any]) -> tuple[str, Callable[[], Awaitable[None]]]:
+    """Serve ``{path: handler}`` on a free 127.0.0.1 port; return ``(base_url, cleanup)``."""
+    from aiohttp import web
+
+    app = web.Application()
+    for path, handler in routes.items():
+        app.router.add_get(path, handler)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return f"http://127.0.0.1:{int(runner.addresses[0][1])}", runner.cleanup
+
+
+def served_handle(served: dict[str, int]) -> Callable[..., Any]:
+    """The command handler of a fixed-payload server child: ``"served"`` -> request count."""
+
+    def handle(command: str, *args: Any) -> Any:
+        if command == "served":
+            return served["requests"]
+        raise ValueError(f"unknown command {command!r}")
+
+    return handle
