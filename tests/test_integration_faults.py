@@ -473,7 +473,7 @@ async def test_mixed_chaos_nothing_lost_nothing_hangs() -> None:
         for (label, endpoint, _), err in errors:
             assert isinstance(err, ALLOWED_CHAOS_ERRORS), f"{type(err).__name__}: {err}"
             assert (err.portfolio, err.endpoint) == (label, endpoint)
-            assert 1 <= err.attempts <= MAX_ATTEMPTS
+            assert 1 <= err.attempts <= MAX_ATTEMPTS + 1  # + one try after a clock re-sync
         successes = len(jobs) - len(errors)
         assert successes >= len(jobs) * 0.8, f"only {successes} of {len(jobs)} calls succeeded"
         total_attempts = sum(attempts for _, attempts in outcomes.values())
