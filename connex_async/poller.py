@@ -3,12 +3,14 @@
 One scheduler task walks a heap of jobs (one per portfolio and endpoint) and starts each poll when
 it is due; no task exists for an idle job, so 10,000 portfolios cost a heap entry each, not a
 coroutine each, and a job never has more than one poll running. Phases are spread over the interval
-within each endpoint, so that thousands of keys never fire in the same millisecond. Each endpoint
-group (venue, endpoint) runs at most ``connector_limit`` polls at once; a due job whose group is full
-waits in that group's queue, so a backlog on one endpoint (Zoomex wallets behind the host-wide
-limit) never takes the slots of another. Every request still goes through the pool, which admits it
-through the limiters without holding a connection while it waits: the poller decides *when to want*
-data, the pool *when to send*.
+within each endpoint, so that thousands of keys never fire in the same millisecond.
+
+Polls in flight on one pool are bounded by its ``connector_limit`` and shared between endpoint
+groups (venue, endpoint): each group is guaranteed an equal share and borrows what the others leave
+idle (:class:`_InFlight`). A due job that may not start waits in its group's queue, so a backlog on
+one endpoint (Zoomex wallets behind the host-wide limit) never takes the slots of another. Every
+request still goes through the pool, which admits it through the limiters without holding a
+connection while it waits: the poller decides *when to want* data, the pool *when to send*.
 
 Output is "newest wins" per (portfolio, endpoint): a consumer that falls behind sees the latest
 data for each, never an unbounded queue, and :attr:`PollerStats.superseded` counts what it missed.
@@ -69,6 +71,46 @@ class Update:
         return self.error is None
 
 
+class _InFlight:
+    """The polls running on one pool: ``limit`` in all, shared fairly between endpoint groups.
+
+    Each group is guaranteed ``limit // groups`` polls and may borrow beyond that while the pool's
+    total is under ``limit``. Why a total: polls beyond the pool's connections only queue for one,
+    and each holds a task and its objects; 300 polls on 100 connections cost about a quarter more
+    CPU per poll than 100 (measured in ``benchmarks/bench_fanout.py``, mostly in the garbage
+    collector). Why a guaranteed share: a group stuck behind its limiter must never hold every
+    slot and starve the others.
+    """
+
+    __slots__ = ("limit", "queued", "running", "total")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.total = 0
+        self.running: dict[tuple[str, str], int] = {}  # every group registered on this pool
+        self.queued: dict[tuple[str, str], deque[_Job]] = {}  # due jobs that may not start yet
+
+    def add_group(self, group: tuple[str, str]) -> None:
+        self.running.setdefault(group, 0)
+        self.queued.setdefault(group, deque())
+
+    def may_start(self, group: tuple[str, str]) -> bool:
+        running = self.running[group]
+        if running >= self.limit:
+            return False
+        return self.total < self.limit or running < max(1, self.limit // len(self.running))
+
+    def next_queued(self) -> _Job | None:
+        """Pop the oldest queued job of the group with the fewest polls running that may start."""
+        best: tuple[str, str] | None = None
+        for group, queue in self.queued.items():
+            while queue and queue[0].removed:
+                queue.popleft()
+            if queue and self.may_start(group) and (best is None or self.running[group] < self.running[best]):
+                best = group
+        return None if best is None else self.queued[best].popleft()
+
+
 @dataclass(slots=True)
 class _Job:
     client: BaseClient
@@ -81,14 +123,13 @@ class _Job:
     running: bool = False
     removed: bool = False
     auth_failures: int = 0
+    key: JobKey = field(init=False)
+    group: tuple[str, str] = field(init=False)  # (venue, endpoint): shares the pool's in-flight slots
+    in_flight: _InFlight | None = None  # the pool's, set by Poller._register
 
-    @property
-    def key(self) -> JobKey:
-        return (self.client.label, self.endpoint)
-
-    @property
-    def group(self) -> tuple[str, str]:
-        return (self.client.venue.name, self.endpoint)
+    def __post_init__(self) -> None:
+        self.key = (self.client.label, self.endpoint)
+        self.group = (self.client.venue.name, self.endpoint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +193,7 @@ class Poller:
         self._has_updates = asyncio.Event()
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._queued: dict[tuple[str, str], deque[_Job]] = {}  # due jobs whose group is full
-        self._running: dict[tuple[str, str], int] = {}
+        self._in_flight: dict[int, _InFlight] = {}  # id(pool) -> its polls in flight and queued
         self._scheduler: asyncio.Task[None] | None = None
         self._closing = False
         self._started = self._ended = self._failed = self._superseded = 0
@@ -199,6 +239,10 @@ class Poller:
             if interval is None:
                 continue
             job = _Job(client, endpoint, fetch, interval, due=now + phases[endpoint] * interval)
+            job.in_flight = self._in_flight.get(id(client.pool))
+            if job.in_flight is None:
+                job.in_flight = self._in_flight[id(client.pool)] = _InFlight(client.pool.connector_limit)
+            job.in_flight.add_group(job.group)
             self._jobs[job.key] = job
             heapq.heappush(self._heap, (job.due, next(self._seq), job))
 
@@ -284,28 +328,31 @@ class Poller:
             heapq.heappop(self._heap)
             if job.removed:
                 continue
-            group = job.group
-            if self._running.get(group, 0) < job.client.pool.connector_limit:
+            in_flight = job.in_flight
+            assert in_flight is not None
+            if in_flight.may_start(job.group):
                 self._start(job)
             else:
-                self._queued.setdefault(group, deque()).append(job)
+                in_flight.queued[job.group].append(job)
 
     def _start(self, job: _Job) -> None:
-        self._running[job.group] = self._running.get(job.group, 0) + 1
+        in_flight = job.in_flight
+        assert in_flight is not None
+        in_flight.running[job.group] += 1
+        in_flight.total += 1
         job.running = True
         task = asyncio.create_task(self._poll(job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _start_next(self, group: tuple[str, str]) -> None:
-        """A poll of ``group`` ended: start the group's longest-waiting job, if any."""
-        self._running[group] -= 1
-        queue = self._queued.get(group)
-        while queue and not self._closing:
-            job = queue.popleft()
-            if not job.removed:
-                self._start(job)
-                return
+    def _start_next(self, ended: _Job) -> None:
+        """A poll ended: start whatever queued jobs of its pool may start now."""
+        in_flight = ended.in_flight
+        assert in_flight is not None
+        in_flight.running[ended.group] -= 1
+        in_flight.total -= 1
+        while not self._closing and (job := in_flight.next_queued()) is not None:
+            self._start(job)
 
     async def _poll(self, job: _Job) -> None:
         self._started += 1
@@ -335,7 +382,7 @@ class Poller:
                     )
         finally:
             job.running = False
-            self._start_next(job.group)
+            self._start_next(job)
         self._finish(job, data, error, time.perf_counter() - started, call.attempts, call.limiter_wait)
 
     def _finish(
@@ -377,7 +424,8 @@ class Poller:
             # Coalesce: a poll that overran its interval runs once more now, not once per missed tick.
             job.due = max(job.due + job.interval, now)
             heapq.heappush(self._heap, (job.due, next(self._seq), job))
-            self._wake.set()
+            if self._heap[0][2] is job:  # otherwise the scheduler already sleeps until an earlier job
+                self._wake.set()
 
     def _quarantine(self, label: str, error: ConnexAsyncError | None) -> None:
         if label in self._quarantined:

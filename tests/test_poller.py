@@ -188,3 +188,79 @@ async def test_update_fields(monkeypatch: Any) -> None:
     assert set(by) == {("connex", "assets"), ("connex", "positions"), ("zoomex", "wallet")}
     for u in by.values():
         assert u.ok and u.attempts >= 1 and u.latency > 0 and u.fetched_at > 0
+
+
+class _Gauge:
+    """Counts polls running per group, and the most ever running (per group and in all)."""
+
+    def __init__(self) -> None:
+        self.now: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+        self.peak_total = 0
+        self.ended: dict[str, int] = {}
+
+    async def run(self, group: str, work: Any) -> None:
+        self.now[group] = self.now.get(group, 0) + 1
+        self.peak[group] = max(self.peak.get(group, 0), self.now[group])
+        self.peak_total = max(self.peak_total, sum(self.now.values()))
+        try:
+            await work
+        finally:
+            self.now[group] -= 1
+            self.ended[group] = self.ended.get(group, 0) + 1
+
+
+def _fake_clients(pool: SessionPool, gauge: _Gauge, connex: int, zoomex: int, wallet_gate: asyncio.Event) -> list[Any]:
+    """Clients whose polls only sleep (ConneX) or wait for ``wallet_gate`` (Zoomex): no HTTP."""
+
+    class FakeConnex(ConnexClient):
+        def poll_jobs(self) -> dict[str, Any]:
+            return {
+                "assets": lambda: gauge.run("assets", asyncio.sleep(0.005)),
+                "positions": lambda: gauge.run("positions", asyncio.sleep(0.005)),
+            }
+
+    class FakeZoomex(ZoomexClient):
+        def poll_jobs(self) -> dict[str, Any]:
+            return {"wallet": lambda: gauge.run("wallet", wallet_gate.wait())}
+
+    url = "http://127.0.0.1:9"
+    out: list[Any] = [
+        FakeConnex(Credentials(f"{i:032x}", "s" * 64, label=f"cx{i}"), base_url=url, pool=pool) for i in range(connex)
+    ]
+    out += [
+        FakeZoomex(Credentials(f"{i:018X}", "s" * 36, label=f"zx{i}"), base_url=url, pool=pool) for i in range(zoomex)
+    ]
+    return out
+
+
+async def test_a_stuck_endpoint_keeps_its_share_and_never_starves_the_others() -> None:
+    # 12 connections, 3 groups: each group is guaranteed 4 polls. Every wallet poll hangs (as
+    # behind an exhausted host limit); assets and positions must keep flowing anyway.
+    gauge, gate = _Gauge(), asyncio.Event()
+    pool = SessionPool(connector_limit=12)
+    clients = _fake_clients(pool, gauge, connex=30, zoomex=30, wallet_gate=gate)
+    poller = Poller(clients, assets_every=0.05, positions_every=0.05, wallet_every=0.05)
+    async with poller:
+        await asyncio.sleep(0.6)
+        ended = dict(gauge.ended)
+        gate.set()
+    assert ended.get("wallet", 0) == 0
+    assert gauge.peak["wallet"] <= 12
+    # Each ConneX group polls its 30 jobs every 50 ms with at least 4 slots: hundreds of polls.
+    assert ended["assets"] > 150 and ended["positions"] > 150
+    # In all: the connections plus, at worst, the guaranteed shares of the groups that were owed.
+    assert gauge.peak_total <= 12 + 2 * 4
+
+
+async def test_an_endpoint_alone_borrows_the_idle_slots() -> None:
+    gauge, gate = _Gauge(), asyncio.Event()
+    pool = SessionPool(connector_limit=12)
+    clients = _fake_clients(pool, gauge, connex=0, zoomex=40, wallet_gate=gate)
+    clients += _fake_clients(pool, gauge, connex=5, zoomex=0, wallet_gate=gate)  # positions stay idle
+    poller = Poller(clients, assets_every=None, positions_every=60.0, wallet_every=0.05)
+    async with poller:
+        await asyncio.sleep(0.3)
+        gate.set()
+    # Share is 12 // 2 = 6, but with positions idle the wallets may use all 12 connections' worth.
+    assert gauge.peak["wallet"] == 12
