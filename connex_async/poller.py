@@ -82,17 +82,22 @@ class _InFlight:
     slot and starve the others.
     """
 
-    __slots__ = ("limit", "queued", "running", "total")
+    __slots__ = ("groups", "limit", "queued", "running", "total")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.total = 0
+        self.groups: dict[tuple[str, str], tuple[str, str]] = {}
         self.running: dict[tuple[str, str], int] = {}  # every group registered on this pool
         self.queued: dict[tuple[str, str], deque[_Job]] = {}  # due jobs that may not start yet
 
-    def add_group(self, group: tuple[str, str]) -> None:
-        self.running.setdefault(group, 0)
-        self.queued.setdefault(group, deque())
+    def add_group(self, group: tuple[str, str]) -> tuple[str, str]:
+        """Register ``group``; returns the one shared tuple for it (jobs keep that, not a copy each)."""
+        if group not in self.groups:
+            self.groups[group] = group
+            self.running[group] = 0
+            self.queued[group] = deque()
+        return self.groups[group]
 
     def may_start(self, group: tuple[str, str]) -> bool:
         running = self.running[group]
@@ -242,7 +247,7 @@ class Poller:
             job.in_flight = self._in_flight.get(id(client.pool))
             if job.in_flight is None:
                 job.in_flight = self._in_flight[id(client.pool)] = _InFlight(client.pool.connector_limit)
-            job.in_flight.add_group(job.group)
+            job.group = job.in_flight.add_group(job.group)
             self._jobs[job.key] = job
             heapq.heappush(self._heap, (job.due, next(self._seq), job))
 
