@@ -380,6 +380,25 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
     return text
 
 
+def speed_probe(rounds: int = 7) -> dict[str, float]:
+    """How fast this core is right now: ms for a fixed pure-Python workload (median and min of ``rounds``).
+
+    Cloud machines are noisy: on the project's 2-core VM the same code measured 186 and 392 µs
+    per poll a quarter of an hour apart. Taken before and after each benchmark, this shows
+    whether a run's absolute figures (polls/s, req/s) came from a fast or a slow period; the ratios
+    against same-run baselines do not depend on it.
+    """
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        table: dict[int, int] = {}
+        for i in range(200_000):
+            table[i & 1023] = table.get(i & 1023, 0) + i
+        times.append((time.perf_counter() - t0) * 1000)
+    times.sort()
+    return {"median_ms": times[len(times) // 2], "min_ms": times[0]}
+
+
 def machine_info() -> dict[str, Any]:
     """CPU model, cores, memory, OS, Python and package versions: what a reader needs to compare."""
     model = platform.processor() or platform.machine()

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import machine_info, print_table, write_json
+from benchmarks.common import machine_info, print_table, speed_probe, write_json
 
 #: name -> module. Each module exposes ``run(quick: bool) -> dict`` and ``report(result) -> str``.
 BENCHMARKS: dict[str, str] = {
@@ -90,12 +90,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     for name in names:
         module = importlib.import_module(BENCHMARKS[name])
+        before = speed_probe()
         t0 = time.perf_counter()
         result = module.run(quick=args.quick)
         result["elapsed_s"] = time.perf_counter() - t0
+        result["speed_probe"] = {"before": before, "after": speed_probe()}
         results[name] = result
-        markdown.append(module.report(result))
-        print(f"({name}: {result['elapsed_s']:.1f} s)\n", flush=True)
+        probe = (
+            f"speed probe (fixed pure-Python loop, median ms; lower is a faster machine): "
+            f"{before['median_ms']:.1f} before, {result['speed_probe']['after']['median_ms']:.1f} after"
+        )
+        markdown.append(module.report(result) + probe + "\n")
+        print(f"({name}: {result['elapsed_s']:.1f} s; {probe})\n", flush=True)
 
     targets = [t for r in results.values() for t in r.get("targets", [])]
     rows = [[t["bench"], t.get("text") or f"vs {t.get('vs')}", _status(t, args.quick)] for t in targets]
