@@ -62,6 +62,7 @@ from benchmarks.common import (
     run_child,
     serve_fixed_routes,
     served_handle,
+    simulator_counts,
     split_cores,
     zoomex_server_time,
     zoomex_wallet_body,
@@ -112,17 +113,7 @@ def serve_simulator(conn: Connection, core: int | None, connex: int, zoomex: int
 
         def handle(command: str, *args: Any) -> Any:
             if command == "stats":
-                stats = venue.stats()
-                return {
-                    "requests": stats.requests,
-                    "accepted": stats.accepted,
-                    "violations": stats.violations,
-                    "rejected_rate_limit": stats.rejected_rate_limit,
-                    "rejected_ip": stats.rejected_ip,
-                    "rejected_auth": stats.rejected_auth,
-                    "rejected_clock": stats.rejected_clock,
-                    "rejected_other": stats.rejected_other,
-                }
+                return simulator_counts(venue.stats())
             raise ValueError(f"unknown command {command!r}")
 
         info = {

@@ -38,7 +38,7 @@ from collections import Counter
 from multiprocessing.connection import Connection
 from typing import Any
 
-from benchmarks.common import ServerProcess, pinned, print_table, split_cores
+from benchmarks.common import ServerProcess, pinned, print_table, simulator_counts, split_cores
 
 NAME = "limiter"
 JITTER = 0.02
@@ -105,12 +105,10 @@ def serve(conn: Connection, core: int | None, keys: int, limit: tuple[int, float
         def handle(command: str, *args: Any) -> Any:
             if command == "report":
                 stats = venue.stats()
+                counts = simulator_counts(stats)
                 return {
-                    "requests": stats.requests,
-                    "accepted": stats.accepted,
-                    "violations": stats.violations,
-                    "rejected_rate_limit": stats.rejected_rate_limit,
-                    "rejected_other": stats.rejected_auth + stats.rejected_clock + stats.rejected_other,
+                    **counts,
+                    "rejected_other": sum(counts[k] for k in ("rejected_auth", "rejected_clock", "rejected_other")),
                     "peak": stats.by_endpoint("connex", "assets").peak,
                     "arrivals": arrivals,
                 }

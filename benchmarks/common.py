@@ -380,6 +380,12 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
     return text
 
 
+def simulator_counts(stats: Any) -> dict[str, int]:
+    """The totals of a ``SimulatedVenue.stats()`` as plain ints (to send over a process pipe)."""
+    names = ("requests", "accepted", "violations", "rejected_rate_limit", "rejected_ip", "rejected_auth")
+    return {name: getattr(stats, name) for name in (*names, "rejected_clock", "rejected_other")}
+
+
 def speed_probe(rounds: int = 7) -> dict[str, float]:
     """How fast this core is right now: ms for a fixed pure-Python workload (median and min of ``rounds``).
 

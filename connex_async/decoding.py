@@ -121,9 +121,9 @@ class PayloadDecoder(Generic[T]):
     def decode(self, body: bytes, *, status: int | None = None, portfolio: str | None = None) -> T:
         """Decode ``body`` or raise :class:`DecodeError` naming the JSON path of the bad value."""
         if len(body) > self.max_bytes:
-            raise self._error(f"body of {len(body)} bytes exceeds {self.max_bytes}", body, status, portfolio)
+            raise self.error(f"body of {len(body)} bytes exceeds {self.max_bytes}", body, status, portfolio)
         if not body or body.isspace():  # isspace stops at the first "{": no copy of the body
-            raise self._error("empty body", body, status, portfolio)
+            raise self.error("empty body", body, status, portfolio)
         if self.empty_is_null == "always":
             body = _EMPTY_MEMBER.sub(_NULL_MEMBER, body)
         try:
@@ -145,7 +145,7 @@ class PayloadDecoder(Generic[T]):
 
     def _checked(self, decoded: T, body: bytes, status: int | None, portfolio: str | None) -> T:
         if self.check is not None and (path := self.check(decoded)) is not None:
-            raise self._error("amount is not a finite number", body, status, portfolio, path)
+            raise self.error("amount is not a finite number", body, status, portfolio, path)
         return decoded
 
     def _from_msgspec(self, exc: Exception, body: bytes, status: int | None, portfolio: str | None) -> DecodeError:
@@ -156,9 +156,9 @@ class PayloadDecoder(Generic[T]):
             path = match["path"] if match else "$"  # msgspec names no path for the root value
         else:
             path, message = None, f"malformed JSON: {message}"
-        return self._error(message, body, status, portfolio, path)
+        return self.error(message, body, status, portfolio, path)
 
-    def _error(
+    def error(
         self,
         message: str,
         body: bytes,
@@ -166,6 +166,7 @@ class PayloadDecoder(Generic[T]):
         portfolio: str | None,
         path: str | None = None,
     ) -> DecodeError:
+        """A :class:`DecodeError` naming this decoder's venue and endpoint, with a snippet of ``body``."""
         return DecodeError(
             message,
             path=path,

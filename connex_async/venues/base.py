@@ -172,16 +172,8 @@ class Venue(abc.ABC):
         portfolio: str | None,
         path: str | None = None,
     ) -> DecodeError:
-        """A :class:`DecodeError` about this answer."""
-        return DecodeError(
-            message,
-            path=path,
-            snippet=snippet(response.body),
-            status=response.status,
-            venue=self.name,
-            endpoint=endpoint.name,
-            portfolio=portfolio,
-        )
+        """A :class:`DecodeError` about this answer (built by the endpoint's decoder, as its own are)."""
+        return endpoint.decoder.error(message, response.body, response.status, portfolio, path)
 
     @abc.abstractmethod
     async def measure_clock_offset(
