@@ -54,20 +54,25 @@ DEFAULT_SLACK = 0.003
 
 
 class RefundableBucket(AsyncLimiter):
-    """aiolimiter's bucket plus a non-waiting :meth:`try_take` and :meth:`refund`.
+    """aiolimiter's bucket plus a non-waiting :meth:`try_take`, :meth:`refund` and :meth:`push_back`.
 
-    They let a request limited per key *and* per host take both slots in one synchronous step, so
-    no token is ever held across an await (see :meth:`LimiterRegistry.acquire`). A refund is only
-    ever made in the same step as the take, so the token has not drained at all and handing back
-    exactly 1 is exact. ``_level`` and ``_wake_next`` are aiolimiter 1.x internals (pinned < 2;
-    tests/test_limits.py exercises both).
+    The first two let a request limited per key *and* per host take both slots in one synchronous
+    step, so no token is ever held across an await (see :meth:`LimiterRegistry.acquire`). A refund
+    is only ever made in the same step as the take, so the token has not drained at all and handing
+    back exactly 1 is exact. ``_level``, ``_leak``, ``_rate_per_sec`` and ``_wake_next`` are
+    aiolimiter 1.x internals (pinned < 2; tests/test_limits.py exercises them).
     """
 
     __slots__ = ()
 
-    def add_phase(self, tokens: float) -> None:
-        """Delay the next admission by ``tokens`` refill intervals (more level: only ever stricter)."""
-        self._level += tokens
+    def push_back(self, seconds: float) -> None:
+        """Delay the admissions to come by ``seconds`` (more level: only ever stricter).
+
+        The bucket drains first, so that a level which would have reached zero by now does not
+        swallow part of the charge.
+        """
+        self._leak()
+        self._level += seconds * self._rate_per_sec
 
     def try_take(self) -> bool:
         """Take one token if there is capacity right now; never waits."""
@@ -156,7 +161,7 @@ class WindowSafeLimiter:
         # Only on a committed admission: a tentative one that is refunded must leave no trace.
         if not self._phased:
             self._phased = True
-            self._bucket.add_phase(random.random())
+            self._bucket.push_back(random.random() / self.limit.refill_rate)
 
     @property
     def cooldown_remaining(self) -> float:
@@ -190,6 +195,10 @@ class WindowSafeLimiter:
     def refund(self) -> None:
         """Hand back a slot taken in this same synchronous step (never after an await)."""
         self._bucket.refund()
+
+    def push_back(self, seconds: float) -> None:
+        """Delay this scope's admissions to come by ``seconds`` (a request that went out late)."""
+        self._bucket.push_back(seconds)
 
 
 class LimiterRegistry:

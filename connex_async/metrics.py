@@ -71,6 +71,8 @@ class _EndpointStats:
     successes: int = 0
     retries: int = 0
     cooldowns: int = 0
+    late_sends: int = 0
+    send_lag_max: float = 0.0
     errors: Counter[str] = field(default_factory=Counter)
     latency: Histogram = field(default_factory=Histogram)
     limiter_wait: Histogram = field(default_factory=Histogram)
@@ -89,6 +91,10 @@ class EndpointSnapshot:
     latency_p99: float
     limiter_wait_p50: float
     limiter_wait_p99: float
+    late_sends: int = 0
+    """Attempts written more than ``send_ticket.LATE_SEND_ALLOWANCE`` after their admission."""
+    send_lag_max: float = 0.0
+    """The longest of those admission-to-write delays, in seconds (a stalled event loop)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +122,11 @@ class MetricsSnapshot:
     def cooldowns(self) -> int:
         """Rate-limit cooldowns imposed by the venues."""
         return sum(e.cooldowns for e in self.endpoints.values())
+
+    @property
+    def late_sends(self) -> int:
+        """Attempts written late after their admission (each charged to its rate-limit scopes)."""
+        return sum(e.late_sends for e in self.endpoints.values())
 
 
 class Metrics:
@@ -160,6 +171,12 @@ class Metrics:
         """Count a cooldown imposed by the venue's rate-limit answer."""
         self._of(venue, endpoint).cooldowns += 1
 
+    def record_late_send(self, venue: str, endpoint: str, lag: float) -> None:
+        """Count an attempt written ``lag`` seconds after its admission (its scopes were charged)."""
+        stats = self._of(venue, endpoint)
+        stats.late_sends += 1
+        stats.send_lag_max = max(stats.send_lag_max, lag)
+
     def snapshot(self) -> MetricsSnapshot:
         """A consistent copy of every counter."""
         return MetricsSnapshot(
@@ -174,6 +191,8 @@ class Metrics:
                     latency_p99=s.latency.quantile(0.99),
                     limiter_wait_p50=s.limiter_wait.quantile(0.5),
                     limiter_wait_p99=s.limiter_wait.quantile(0.99),
+                    late_sends=s.late_sends,
+                    send_lag_max=s.send_lag_max,
                 )
                 for key, s in self._stats.items()
             }

@@ -4,7 +4,8 @@ Per attempt: **limit** (per key scope, then per host) -> **sign** (fresh nonce /
 **send** (one shared aiohttp session, the signed query byte for byte) -> **classify and decode**
 (the venue's ``parse``) -> **retry or raise** (typed error). Where to look:
 
-- limiting: :meth:`SessionPool._limiters_for`, :mod:`connex_async.limits`
+- limiting: :meth:`SessionPool._limiters_for`, :mod:`connex_async.limits`; a request written late
+  after its admission charges its scopes the difference (:mod:`connex_async.send_ticket`)
 - signing:  :meth:`SessionPool._sign`, :mod:`connex_async.signing`
 - sending:  :meth:`SessionPool._send`
 - retrying: :meth:`SessionPool._recover`, :mod:`connex_async.retry`
@@ -41,6 +42,7 @@ from connex_async.errors import (
 from connex_async.limits import LimiterRegistry, RateLimit, WindowSafeLimiter
 from connex_async.metrics import AttemptEvent, Metrics
 from connex_async.retry import RetryPolicy
+from connex_async.send_ticket import DatedRequest, SendTicket, sending
 from connex_async.signing import ParamValue, SignedRequest, encode_query, normalize_params
 from connex_async.venues.base import Endpoint, RawResponse, Venue
 
@@ -147,6 +149,7 @@ class SessionPool:
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 headers={"User-Agent": self.user_agent},
                 raise_for_status=False,
+                request_class=DatedRequest,
                 auto_decompress=True,
             )
             # aiohttp silently resends an idempotent request once after a reset (aio-libs/aiohttp
@@ -214,13 +217,16 @@ class SessionPool:
                     # or the delay would eat the limiter's jitter margin.
                     await self._first_clock_sync(venue, base_url)
                 waited = await self._admit(limiters, venue, endpoint, label)
+                ticket = SendTicket(limiters) if limiters else None
                 try:
                     signed = self._sign(venue, base_url, params, credentials if endpoint.signed else None)
                     started = time.perf_counter()
-                    response = await self._send(session, endpoint.method, url, signed, venue, endpoint, label)
+                    response = await self._send(session, endpoint.method, url, signed, venue, endpoint, label, ticket)
                     latency = time.perf_counter() - started
                 finally:
                     self._release_send_slot()
+                    if ticket is not None and ticket.late:
+                        self._observe_late_send(venue, endpoint, label, ticket)
                 result = venue.parse(endpoint, response, label)
             except ConnexAsyncError as err:
                 status = getattr(err, "status", None)
@@ -328,10 +334,15 @@ class SessionPool:
         venue: Venue,
         endpoint: Endpoint[Any],
         label: str | None,
+        ticket: SendTicket | None = None,
     ) -> RawResponse:
-        """One HTTP exchange; the query goes out exactly as signed (``encoded=True``), no body."""
+        """One HTTP exchange; the query goes out exactly as signed (``encoded=True``), no body.
+
+        ``ticket`` learns when the request was written (:class:`~connex_async.send_ticket.DatedRequest`).
+        """
         target = URL(f"{url}?{signed.query}" if signed.query else url, encoded=True)
         context: dict[str, str | None] = {"venue": venue.name, "endpoint": endpoint.name, "portfolio": label}
+        token = sending.set(ticket)
         try:
             async with session.request(method, target, headers=signed.headers, allow_redirects=False) as resp:
                 if (resp.content_length or 0) > self.max_body_bytes:
@@ -349,6 +360,8 @@ class SessionPool:
         except (aiohttp.ClientError, OSError) as exc:
             reason = str(exc) or type(exc).__name__
             raise TransportError(f"{type(exc).__name__}: {reason}", exc, **context) from exc
+        finally:
+            sending.reset(token)
 
     async def _recover(
         self,
@@ -430,6 +443,19 @@ class SessionPool:
         return True
 
     # -- bookkeeping ----------------------------------------------------------------------
+
+    def _observe_late_send(self, venue: Venue, endpoint: Endpoint[Any], label: str | None, ticket: SendTicket) -> None:
+        lag = ticket.lag or 0.0
+        self.metrics.record_late_send(venue.name, endpoint.name, lag)
+        # Not an error (the limiter has been charged, the window stays safe), but a stalled event
+        # loop is worth knowing about: it also delays every other request in flight.
+        logger.debug(
+            "%s/%s portfolio=%s written %.1fms after its admission; rate-limit scopes pushed back",
+            venue.name,
+            endpoint.name,
+            label,
+            lag * 1000,
+        )
 
     def _observe(
         self,

@@ -204,3 +204,46 @@ async def test_cancelling_thousands_in_flight_leaks_no_connection(serve: Any) ->
         await asyncio.wait_for(asyncio.gather(*(slow.get_assets() for _ in range(20))), timeout=3.0)
         assert time.monotonic() - started < 2.0  # all 10 connections came back
     assert len(server.arrivals["k1"]) == 30
+
+
+async def run_with_one_stalled_send(serve: Any, stalled_call: int, stall: float) -> tuple[WindowServer, Any]:
+    """One key at 3 per 0.5 s with 4 callers; the ``stalled_call``-th request blocks the whole loop
+    for ``stall`` seconds between its admission and its write, as a full GC pass does."""
+    limit = RateLimit(3, 0.5)
+    server = WindowServer(3, 0.5, jitter=0.005)
+    base = await serve(server)
+    async with SessionPool() as pool:
+        sign, calls = pool._sign, 0
+
+        def stalling_sign(*args: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == stalled_call:
+                time.sleep(stall)  # synchronous: nothing else runs, exactly like a collector pass
+            return sign(*args)
+
+        pool._sign = stalling_sign  # type: ignore[method-assign]
+        client = ConnexClient(Credentials("k1", "s1"), base_url=base, pool=pool, limits={"assets": limit})
+        await hammer(client.get_assets, callers=4, seconds=2.5)
+        return server, pool.metrics.snapshot()
+
+
+async def test_a_stall_between_admission_and_write_is_charged_to_the_key(serve: Any) -> None:
+    server, metrics = await run_with_one_stalled_send(serve, stalled_call=6, stall=0.15)
+    utilization = server.utilization("k1")
+    print(f"\nstalled send: {server.violations} violations, {metrics.late_sends} late sends, {utilization:.1%}")
+    assert server.violations == 0
+    assert metrics.late_sends >= 1
+    assert max(e.send_lag_max for e in metrics.endpoints.values()) >= 0.15
+    # The stall (0.15 s, nothing sent) and its charge (0.145 s) cost about 12% of a 2.5 s run; more
+    # than that would mean the charge were counted twice.
+    assert utilization >= 0.78
+
+
+async def test_the_harness_catches_an_uncharged_stall(serve: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import connex_async.send_ticket
+
+    monkeypatch.setattr(connex_async.send_ticket, "LATE_SEND_ALLOWANCE", float("inf"))
+    server, metrics = await run_with_one_stalled_send(serve, stalled_call=6, stall=0.15)
+    assert metrics.late_sends == 0
+    assert server.violations > 0  # the stalled request and the next three share one window
