@@ -31,6 +31,11 @@ over long windows the venue's own queueing, not the network, dominates the sprea
 ``(N + 1 - b) * T / (N * (T + m + s))``: with ``b = 1``, ``m = 25 ms``, ``s = 3 ms``, 97.3% of
 20 req/s; with the default ``m = 2% of 60 s``, 98.0% of 300 req/60 s.
 ``AsyncLimiter(b + s*r, (b + s*r) / r)`` is exactly that bucket.
+
+Late writes. The bound is between admissions; the margin covers what happens after. A request that
+is written long after its admission (a garbage-collector pass between the two) is charged the
+excess through :meth:`WindowSafeLimiter.push_back` (see :mod:`connex_async.send_ticket`), so the
+bound holds between write times.
 """
 
 from __future__ import annotations
