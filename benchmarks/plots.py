@@ -9,7 +9,7 @@ from benchmarks.common import not_installed, optional
 
 __all__ = ["make_plots"]
 
-_COLORS = {"ours": "tab:green", "raw_aiolimiter": "tab:red", "capacity1": "tab:orange", "ours_margin": "tab:blue"}
+_COLORS = {"ours": "tab:green", "raw_aiolimiter": "tab:red", "capacity1": "tab:orange", "ours_uncharged": "tab:blue"}
 
 
 def make_plots(results: dict[str, Any], directory: Path, prefix: str = "") -> dict[str, str]:

@@ -97,9 +97,11 @@ def test_pipeline_rows(quick_results: dict[str, Any]) -> None:
 
 def test_limiter_rows(quick_results: dict[str, Any]) -> None:
     rows = quick_results["results"]["limiter"]["rows"]
-    assert {r["variant"] for r in rows} >= {"ours", "raw_aiolimiter", "capacity1"}
+    assert {r["variant"] for r in rows} >= {"ours", "ours_uncharged", "raw_aiolimiter", "capacity1"}
     for row in rows:
         assert isinstance(row["violations"], int) and row["violations"] >= 0
+        assert isinstance(row["late_sends"], int) and row["late_sends"] >= 0
+        assert _finite(row["send_lag_max_ms"]) and row["send_lag_max_ms"] >= 0
         assert row["requests"] > 0 and row["accepted"] > 0
         assert _finite(row["utilization"]) and row["utilization"] >= 0
         assert row["peak"] >= 1
