@@ -278,7 +278,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     Each round measures every row once; a point's figures are the medians over rounds, so a burst
     of load from elsewhere on the machine does not land on one row only.
     """
-    duration, rounds = (0.1, 1) if quick else (0.5, 3)
+    duration, rounds = (0.1, 1) if quick else (0.5, 5)
     client_core, server_core, pin_note = split_cores()
     uvloop = optional("uvloop") is not None
     ccxt = optional("ccxt.async_support") is not None
