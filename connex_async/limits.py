@@ -34,7 +34,7 @@ over long windows the venue's own queueing, not the network, dominates the sprea
 
 Late writes. The bound is between admissions; the margin covers what happens after. A request that
 is written long after its admission (a garbage-collector pass between the two) is charged the
-excess through :meth:`WindowSafeLimiter.push_back` (see :mod:`connex_async.send_ticket`), so the
+excess through :meth:`WindowSafeLimiter.charge_stall` (see :mod:`connex_async.send_ticket`), so the
 bound holds between write times.
 """
 
@@ -149,12 +149,13 @@ class WindowSafeLimiter:
     request that received it. Waiting is cancellation-safe: a cancelled waiter spends nothing.
     """
 
-    __slots__ = ("_bucket", "_cooldown_until", "_phased", "cooldowns", "limit")
+    __slots__ = ("_bucket", "_charged_until", "_cooldown_until", "_phased", "cooldowns", "limit")
 
     def __init__(self, limit: RateLimit) -> None:
         self.limit = limit
         self._bucket = limit.new_bucket()
         self._cooldown_until = 0.0  # time.monotonic()
+        self._charged_until = 0.0  # time.monotonic(): stalls up to here are already charged
         self._phased = False
         self.cooldowns = 0
 
@@ -201,9 +202,21 @@ class WindowSafeLimiter:
         """Hand back a slot taken in this same synchronous step (never after an await)."""
         self._bucket.refund()
 
-    def push_back(self, seconds: float) -> None:
-        """Delay this scope's admissions to come by ``seconds`` (a request that went out late)."""
-        self._bucket.push_back(seconds)
+    def charge_stall(self, start: float, end: float) -> None:
+        """Push this scope back by the part of the stall ``[start, end]`` not charged yet.
+
+        A request admitted at ``a`` and written at ``w`` must count as sent at ``w``: pushing the
+        next admissions back by ``w - a`` restores the bound between write times. Requests stalled
+        by the same pause (a GC pass, new connections opened together) share one charge: charging
+        each of them in full would stack, and 64 concurrent first requests on fresh connections
+        would block the scope for 64 handshakes. Only the union of the stall intervals is needed:
+        every piece of a request's interval is charged by some write that happens after its
+        admission, so before the admission N requests later.
+        """
+        start = max(start, self._charged_until)
+        if end > start:
+            self._bucket.push_back(end - start)
+            self._charged_until = end
 
 
 class LimiterRegistry:

@@ -8,10 +8,14 @@ run without an await on a kept-alive connection. But a garbage-collector pass or
 synchronous stall can strike in between, and a full pass over a large heap took 85-125 ms,
 measured, in the 1,000-key limiter benchmark: more than a 100 ms margin, and one window violation.
 
+The same holds for a request that has to open a connection first: a TLS handshake to a remote
+venue takes longer than any margin.
+
 So every admitted request carries a :class:`SendTicket`. When aiohttp has written the request
 (:class:`DatedRequest`), the ticket measures how long after its admission that happened and, past
-a small allowance, pushes every scope it was admitted by back by the excess. The limiter's bound
-then holds between write times: the margin has to cover only what happens after the write.
+a small allowance, pushes every scope it was admitted by back by the excess (requests stalled by
+the same pause share one charge: :meth:`WindowSafeLimiter.charge_stall`). The limiter's bound then
+holds between write times: the margin has to cover only what happens after the write.
 """
 
 from __future__ import annotations
@@ -45,10 +49,11 @@ class SendTicket:
         """The request's bytes are in the socket: charge each scope what exceeds the allowance."""
         if self.lag is not None:  # one attempt, one write: anything after it is not ours to date
             return
-        self.lag = lag = time.monotonic() - self.admitted_at
-        if lag > LATE_SEND_ALLOWANCE:
+        now = time.monotonic()
+        self.lag = now - self.admitted_at
+        if self.lag > LATE_SEND_ALLOWANCE:
             for limiter in self.limiters:
-                limiter.push_back(lag - LATE_SEND_ALLOWANCE)
+                limiter.charge_stall(self.admitted_at + LATE_SEND_ALLOWANCE, now)
 
     @property
     def late(self) -> bool:

@@ -101,13 +101,25 @@ async def test_cancelled_multi_scope_acquire_holds_nothing() -> None:
     assert a.try_acquire()  # a's slot is still there: no cancelled waiter kept it
 
 
-async def test_push_back_delays_the_next_admission_even_once_the_bucket_has_drained() -> None:
+async def test_a_stall_delays_the_next_admission_even_once_the_bucket_has_drained() -> None:
     limiter = WindowSafeLimiter(RateLimit(10, 1.0))  # one token every ~0.1 s
     assert limiter.try_acquire()
     limiter.committed()  # the first admission's random phase: at most one interval
     await asyncio.sleep(0.35)  # fully drained: the next admission would be immediate
-    limiter.push_back(0.2)  # a charge added on top of a stale level would leak away unseen
+    now = time.monotonic()
+    limiter.charge_stall(now - 0.2, now)  # a charge added on top of a stale level would leak away unseen
     assert not limiter.try_acquire()
     started = time.monotonic()
     await limiter.acquire()
     assert 0.15 <= time.monotonic() - started <= 0.4
+
+
+async def test_requests_stalled_by_the_same_pause_share_one_charge() -> None:
+    limiter = WindowSafeLimiter(RateLimit(10, 1.0))
+    await asyncio.sleep(0)
+    now = time.monotonic()
+    for admitted in (now - 0.2, now - 0.15, now - 0.1):  # three requests caught by one 0.2 s pause
+        limiter.charge_stall(admitted, now)
+    started = time.monotonic()
+    await limiter.acquire()
+    assert 0.15 <= time.monotonic() - started <= 0.3  # one 0.2 s charge, not 0.45 s of them
