@@ -17,7 +17,8 @@ Configurations (see ``RUNS``):
 
 Limiters:
 
-- ``ours``: ``RateLimit(N, T)`` with its defaults (burst 1, 25 ms margin, 3 ms slack);
+- ``ours``: ``RateLimit(N, T)`` with its defaults (burst 1, margin max(25 ms, 2% of T), slack 3 ms at
+  these counts);
 - ``ours without the late-write charge``: the same with ``send_ticket.LATE_SEND_ALLOWANCE`` set to
   infinity, so a request written late after its admission (a GC pass) is not charged to its key:
   what the charge is worth, measured in the same run;
@@ -361,7 +362,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "beyond what 2 cores can sign, serve and decode",
         "'first calls spread': key i makes its first call i/keys of one refill interval (T/N) after the start",
         "send→arrival: from handing the request to aiohttp (after limiter and signing) to the simulator "
-        "counting it; the limiter's margin (25 ms by default) must cover how much it varies between requests",
+        "counting it; the limiter's margin (max(25 ms, 2% of T) by default) must cover how much it varies between requests",
         "late sends: attempts written more than 5 ms after their admission (a GC pass or other stall of the "
         "client's loop); each pushed its key's limiter back by the excess, so the margin need not cover it",
     ]

@@ -22,6 +22,25 @@ def test_derivation_figures() -> None:
 
 
 @pytest.mark.parametrize(
+    ("count", "period", "slack"),
+    [
+        (20, 1.0, 0.003),  # few requests: the 3 ms floor
+        (300, 60.0, 0.030),  # 0.1 ms per request
+        (600, 5.0, 0.050),  # capped at 1% of the period
+        (5, 5.0, 0.003),
+    ],
+)
+def test_default_slack_deepens_with_the_count_within_one_percent_of_the_period(
+    count: int, period: float, slack: float
+) -> None:
+    limit = RateLimit(count, period)
+    assert limit.slack == pytest.approx(slack)
+    # Whatever the slack, any N+1 admissions stay period + margin apart.
+    assert (count + 1 - limit.capacity) / limit.refill_rate == pytest.approx(period + limit.margin)
+    assert RateLimit(count, period, slack=0.001).slack == 0.001  # an explicit value wins
+
+
+@pytest.mark.parametrize(
     "kwargs",
     [
         {"count": 0, "period": 1.0},

@@ -125,6 +125,34 @@ async def test_no_violations_and_at_least_95_percent(serve: Any, limit: RateLimi
     assert utilization >= 0.95
 
 
+async def test_a_slack_deeper_than_the_margin_still_holds_the_window(serve: Any) -> None:
+    # A limit of many requests gets a deep slack by default (600 / 5 s: 50 ms, against a 100 ms
+    # margin). Here 50 ms against 25: a stall of the loop (60 ms, like a GC pass) fills the bank,
+    # the waiters spend it in one burst of ~10 afterwards, and a full second of steady admissions
+    # follows. Only the lower refill rate that pays for the slack keeps any N+1 admissions
+    # period + margin apart; without it, that second holds more than N (measured: violations).
+    limit = RateLimit(200, 1.0, slack=0.05)
+    server = WindowServer(limit.count, limit.period, jitter=0.0)
+    base = await serve(server)
+    stop = asyncio.Event()
+
+    async def stall() -> None:
+        while not stop.is_set():
+            await asyncio.sleep(1.2)
+            time.sleep(0.06)  # noqa: ASYNC251  (the point: a synchronous stall, like a GC pass)
+
+    stalling = asyncio.create_task(stall())
+    try:
+        async with SessionPool(connector_limit=100) as pool:
+            client = ConnexClient(Credentials("k1", "s1"), base_url=base, pool=pool, limits={"assets": limit})
+            await hammer(client.get_assets, callers=50, seconds=4.0)
+    finally:
+        stop.set()
+        await stalling
+    assert server.violations == 0
+    assert server.utilization("k1") >= 0.9
+
+
 async def test_the_harness_catches_raw_aiolimiter(serve: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # aiolimiter's bucket configured the naive way (RefundableBucket only adds non-waiting methods).
     monkeypatch.setattr(RateLimit, "new_bucket", lambda self: RefundableBucket(self.count, self.period))
