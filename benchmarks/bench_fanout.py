@@ -214,6 +214,43 @@ def _memory_pass(connex: Creds, zoomex: Creds, intervals: tuple[float, float, fl
     return {"bytes_per_portfolio": (after - before) / n, "limiters": n, "top_lines": top}  # type: ignore[dict-item]
 
 
+class _GcPasses:
+    """Times the collector's passes per generation while installed (``gc.callbacks``)."""
+
+    __slots__ = ("_started", "count", "longest", "seconds")
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.count = [0, 0, 0]
+        self.longest = [0.0, 0.0, 0.0]
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        took, generation = time.perf_counter() - self._started, info["generation"]
+        self.seconds[generation] += took
+        self.count[generation] += 1
+        self.longest[generation] = max(self.longest[generation], took)
+
+    def __enter__(self) -> _GcPasses:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        gc.callbacks.remove(self)
+
+    def summary(self, wall: float) -> dict[str, float]:
+        """Share of ``wall`` spent collecting, and the full passes' count and longest."""
+        return {
+            "share": sum(self.seconds) / wall,
+            "full_share": self.seconds[2] / wall,
+            "full_passes": self.count[2],
+            "longest_full_ms": 1000 * self.longest[2],
+        }
+
+
 async def _fanout(
     base_url: str,
     connex: Creds,
@@ -225,8 +262,13 @@ async def _fanout(
     *,
     interleave: bool = False,
     profile_seconds: float = 0.0,
+    freeze: bool = False,
 ) -> dict[str, Any]:
-    """Register, warm up, measure the steady part; then optionally profile a few more seconds."""
+    """Register, warm up, measure the steady part; then optionally profile a few more seconds.
+
+    ``freeze``: ``gc.freeze()`` after the warm-up (every job polled once, so every limiter exists),
+    as a user may do once their portfolios are registered; undone before returning.
+    """
     import connex_async.poller  # noqa: F401  (imports are not registration)
 
     gc.collect()
@@ -262,14 +304,17 @@ async def _fanout(
         try:
             await asyncio.sleep(warmup)
             gc.collect()
+            if freeze:
+                gc.freeze()
             first = poller.stats()
             server0 = await asyncio.to_thread(server_cpu)
             cpu0, t0, updates0 = time.process_time(), time.perf_counter(), counts["updates"]
             measuring = True
-            while (left := t0 + steady - time.perf_counter()) > 0:
-                await asyncio.sleep(min(SAMPLE_EVERY, left))
-                samples.append(_staleness_sample(poller))
-                busy.append(Counter(job.endpoint for job in poller._jobs.values() if job.running))
+            with _GcPasses() as passes:
+                while (left := t0 + steady - time.perf_counter()) > 0:
+                    await asyncio.sleep(min(SAMPLE_EVERY, left))
+                    samples.append(_staleness_sample(poller))
+                    busy.append(Counter(job.endpoint for job in poller._jobs.values() if job.running))
             wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
             last = poller.stats()
             server = await asyncio.to_thread(server_cpu)
@@ -279,6 +324,8 @@ async def _fanout(
                 result["profile"] = await _profile(profile_seconds)
         finally:
             result["stop_recancels"] = await _stop(poller)
+            if freeze:
+                gc.unfreeze()
         await consumer
     polls = last.polls_ended - first.polls_ended
     result.update(
@@ -289,6 +336,8 @@ async def _fanout(
         failed=last.polls_failed - first.polls_failed,
         superseded=last.superseded - first.superseded,
         cpu_us_per_poll=cpu / max(1, polls) * 1e6,
+        gc=passes.summary(wall),
+        gc_frozen=freeze,
         client_cpu_util=cpu / wall,
         server_cpu_util=(server - server0) / wall,
         staleness_samples=samples,
@@ -359,23 +408,14 @@ async def _profile(seconds: float) -> dict[str, Any] | str:
     # A collector pass runs inside whichever call allocated last, so the profiler charges it to
     # that frame's self time (a 100 ms full pass can make a dict lookup look like 10%). Timing
     # the passes themselves says how much of each frame is really the collector.
-    gc_seconds = [0.0, 0.0, 0.0]
-    gc_started = [0.0]
-
-    def on_gc(phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            gc_started[0] = time.perf_counter()
-        else:
-            gc_seconds[info["generation"]] += time.perf_counter() - gc_started[0]
-
     profiler = pyinstrument.Profiler(interval=0.001, async_mode="disabled")
-    gc.callbacks.append(on_gc)
-    profiler.start()
-    try:
-        await asyncio.sleep(seconds)
-    finally:
-        session = profiler.stop()
-        gc.callbacks.remove(on_gc)
+    with _GcPasses() as passes:
+        profiler.start()
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            session = profiler.stop()
+    gc_seconds = passes.seconds
     root, duration = session.root_frame(), session.duration
     parts: dict[str, float] = {}
     stack = [(root, frozenset[str]())]
@@ -484,8 +524,17 @@ def _simulator_rows(
     return rows
 
 
+#: The client-side ceiling's variants: (label, event loop, gc.freeze() after the warm-up).
+CEILING_VARIANTS: list[tuple[str, str, bool]] = [
+    ("asyncio", "asyncio", False),
+    ("asyncio + gc.freeze() after the first round", "asyncio", True),
+    ("uvloop", "uvloop", False),
+]
+CEILING_ROUNDS = 2  # the variants alternate, round after round: this VM's speed drifts within minutes
+
+
 def _ceiling_rows(quick: bool, client_core: int | None, server_core: int | None) -> list[dict[str, Any]]:
-    """The client alone against the fixed-payload server, on asyncio (then profiled) and on uvloop."""
+    """The client alone against the fixed-payload server, per variant (the first asyncio run profiled)."""
     n, assets, positions, wallet, steady = QUICK_CEILING if quick else CEILING
     intervals = {"assets": assets, "positions": positions, "wallet": wallet}
     _, n_zoomex, demanded = _plan(n, intervals)
@@ -493,38 +542,46 @@ def _ceiling_rows(quick: bool, client_core: int | None, server_core: int | None)
     warmup = 1.0 if quick else CEILING_WARMUP
     uvloop = optional("uvloop") is not None
     rows: list[dict[str, Any]] = []
+    profiled = False
     with ServerProcess(serve_fixed, server_core) as server:
-        for loop in ("asyncio", "uvloop"):
-            if loop == "uvloop" and not uvloop:
-                rows.append({"kind": "ceiling", "loop": loop, "status": not_installed("uvloop")})
-                continue
-            with pinned(client_core):
-                result = _run_client(
-                    loop == "uvloop",
-                    _fanout(
-                        server.info["base_url"],
-                        connex,
-                        zoomex,
-                        (assets, positions, wallet),
-                        warmup,
-                        steady,
-                        lambda: server.call("cpu"),
-                        interleave=True,
-                        profile_seconds=0.0 if loop == "uvloop" else (0.3 if quick else PROFILE_SECONDS),
-                    ),
+        for round_ in range(1, (1 if quick else CEILING_ROUNDS) + 1):
+            for label, loop, freeze in CEILING_VARIANTS:
+                if loop == "uvloop" and not uvloop:
+                    if round_ == 1:
+                        rows.append({"kind": "ceiling", "loop": loop, "variant": label, "status": not_installed(loop)})
+                    continue
+                profile = 0.0 if profiled or loop != "asyncio" or freeze else (0.3 if quick else PROFILE_SECONDS)
+                profiled = profiled or profile > 0
+                with pinned(client_core):
+                    result = _run_client(
+                        loop == "uvloop",
+                        _fanout(
+                            server.info["base_url"],
+                            connex,
+                            zoomex,
+                            (assets, positions, wallet),
+                            warmup,
+                            steady,
+                            lambda: server.call("cpu"),
+                            interleave=True,
+                            profile_seconds=profile,
+                            freeze=freeze,
+                        ),
+                    )
+                result.pop("staleness_samples")
+                result.update(
+                    kind="ceiling",
+                    loop=loop,
+                    variant=label,
+                    round=round_,
+                    order="interleaved",
+                    zoomex=n_zoomex,
+                    intervals=intervals,
+                    demanded_polls_per_s=demanded,
+                    warmup_s=warmup,
+                    payload_bytes=server.info["bytes"],
                 )
-            result.pop("staleness_samples")
-            result.update(
-                kind="ceiling",
-                loop=loop,
-                order="interleaved",
-                zoomex=n_zoomex,
-                intervals=intervals,
-                demanded_polls_per_s=demanded,
-                warmup_s=warmup,
-                payload_bytes=server.info["bytes"],
-            )
-            rows.append(result)
+                rows.append(result)
     return rows
 
 
@@ -604,7 +661,12 @@ def run(quick: bool = False) -> dict[str, Any]:
         "of the updates read in the steady part",
         "ceiling: the client alone, same Poller, clients interleaved, against a fixed-payload aiohttp server on "
         f"uvloop that checks nothing; {ceiling[0].get('demanded_polls_per_s', 0):,.0f} polls/s demanded so that "
-        "the Poller runs flat out",
+        "the Poller runs flat out; the variants alternate, round after round "
+        f"({1 if quick else CEILING_ROUNDS} here: this VM's speed drifts by up to 2x within minutes)",
+        "ceiling with gc.freeze(): what a user may choose once portfolios are registered (after the first round, "
+        "so every limiter exists): every object alive then leaves the collector's passes; undone after the run",
+        "GC: gc.callbacks timing of the collector's passes during the steady part, as a share of its wall time; "
+        "full = generation 2 (the passes that walk every tracked object: they are also the longest stalls)",
     ]
     stuck = sum(1 for r in rows + ceiling if r.get("stop_recancels"))
     notes.append(
@@ -637,6 +699,15 @@ def _busy(row: dict[str, Any]) -> str:
             wait = f"{w['max_s']:.1f}" if w else "-"
             parts.append(f"{f['mean']:.0f}/{f['max']}, {wait} s")
     return " · ".join(parts)
+
+
+def _gc_cell(gc_summary: dict[str, float] | None) -> str:
+    if not gc_summary:
+        return "-"
+    return (
+        f"{_pct(gc_summary['share'])} (full: {_pct(gc_summary['full_share'])}, "
+        f"{gc_summary['full_passes']:.0f}, {gc_summary['longest_full_ms']:.0f} ms)"
+    )
 
 
 def report(result: dict[str, Any]) -> str:
@@ -687,21 +758,32 @@ def report(result: dict[str, Any]) -> str:
     ceiling = []
     for row in result["ceiling"]:
         if "status" in row:
-            ceiling.append([row["loop"], row["status"], "-", "-", "-", "-"])
+            ceiling.append([row.get("variant", row["loop"]), "-", row["status"], "-", "-", "-", "-", "-"])
             continue
         ceiling.append(
             [
-                f"{row['loop']} ({row['portfolios']:,} portfolios, {row['order']})",
+                f"{row.get('variant', row['loop'])} ({row['portfolios']:,} portfolios, {row['order']})",
+                str(row.get("round", 1)),
                 f"{row['demanded_polls_per_s']:,.0f}",
                 f"{row['polls_per_s']:,.0f}",
                 f"{row['cpu_us_per_poll']:.0f} µs",
+                _gc_cell(row.get("gc")),
                 f"{_pct(row['client_cpu_util'])} / {_pct(row['server_cpu_util'])}",
                 str(row["failed"]),
             ]
         )
     text += print_table(
         "fan-out: the client alone (same Poller) against a fixed-payload server: the client-side ceiling",
-        ["client loop", "demanded polls/s", "polls/s", "CPU/poll", "CPU client / server", "failed"],
+        [
+            "client",
+            "round",
+            "demanded polls/s",
+            "polls/s",
+            "CPU/poll",
+            "GC: share of the time (full passes: share, count, longest)",
+            "CPU client / server",
+            "failed",
+        ],
         ceiling,
     )
     profile = result.get("profile")

@@ -52,6 +52,8 @@ import random
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass
+from functools import partial
+from itertools import count
 
 from aiolimiter import AsyncLimiter
 
@@ -70,17 +72,28 @@ DEFAULT_SLACK = 0.003
 MAX_SLACK_FRACTION = 0.01
 
 
+#: Orders waiters in every bucket's heap. aiolimiter gives each bucket its own
+#: ``partial(next, count())``: two more objects per limiter for the garbage collector to walk on
+#: every full pass (two limiters per portfolio, 470 bytes of its 2.9 KB, measured). The order only
+#: has to grow within one heap, which one shared counter does.
+_next_waiter = partial(next, count())
+
+
 class RefundableBucket(AsyncLimiter):
     """aiolimiter's bucket plus a non-waiting :meth:`try_take`, :meth:`refund` and :meth:`push_back`.
 
     The first two let a request limited per key *and* per host take both slots in one synchronous
     step, so no token is ever held across an await (see :meth:`LimiterRegistry.acquire`). A refund
     is only ever made in the same step as the take, so the token has not drained at all and handing
-    back exactly 1 is exact. ``_level``, ``_leak``, ``_rate_per_sec`` and ``_wake_next`` are
-    aiolimiter 1.x internals (pinned < 2; tests/test_limits.py exercises them).
+    back exactly 1 is exact. ``_level``, ``_leak``, ``_rate_per_sec``, ``_wake_next`` and
+    ``_next_count`` are aiolimiter 1.x internals (pinned < 2; tests/test_limits.py exercises them).
     """
 
     __slots__ = ()
+
+    def __init__(self, max_rate: float, time_period: float = 60) -> None:
+        super().__init__(max_rate, time_period)
+        self._next_count = _next_waiter
 
     def push_back(self, seconds: float) -> None:
         """Delay the admissions to come by ``seconds`` (more level: only ever stricter).

@@ -53,6 +53,11 @@ logger = logging.getLogger("connex_async")
 
 
 @functools.lru_cache(maxsize=256)
+def _where(venue: Venue, endpoint: Endpoint[Any], label: str | None) -> dict[str, str | None]:
+    """An error's venue, endpoint and portfolio (built only when there is an error to raise)."""
+    return {"venue": venue.name, "endpoint": endpoint.name, "portfolio": label}
+
+
 def _host_of(base_url: str) -> str:
     return urlsplit(base_url).netloc
 
@@ -341,25 +346,22 @@ class SessionPool:
         ``ticket`` learns when the request was written (:class:`~connex_async.send_ticket.DatedRequest`).
         """
         target = URL(f"{url}?{signed.query}" if signed.query else url, encoded=True)
-        context: dict[str, str | None] = {"venue": venue.name, "endpoint": endpoint.name, "portfolio": label}
         token = sending.set(ticket)
         try:
             async with session.request(method, target, headers=signed.headers, allow_redirects=False) as resp:
                 if (resp.content_length or 0) > self.max_body_bytes:
-                    raise TransportError(
-                        f"response of {resp.content_length} bytes exceeds {self.max_body_bytes}",
-                        None,
-                        **context,
-                    )
+                    reason = f"response of {resp.content_length} bytes exceeds {self.max_body_bytes}"
+                    raise TransportError(reason, None, **_where(venue, endpoint, label))
                 body = await resp.read()
                 return RawResponse(resp.status, resp.headers, body)
         except TimeoutError as exc:  # aiohttp's timeouts subclass TimeoutError too
-            raise RequestTimeoutError(f"no answer within {self.timeout}s", exc, **context) from exc
+            where = _where(venue, endpoint, label)
+            raise RequestTimeoutError(f"no answer within {self.timeout}s", exc, **where) from exc
         except aiohttp.ClientPayloadError as exc:
-            raise TransportError(f"truncated or corrupt body: {exc}", exc, **context) from exc
+            raise TransportError(f"truncated or corrupt body: {exc}", exc, **_where(venue, endpoint, label)) from exc
         except (aiohttp.ClientError, OSError) as exc:
             reason = str(exc) or type(exc).__name__
-            raise TransportError(f"{type(exc).__name__}: {reason}", exc, **context) from exc
+            raise TransportError(f"{type(exc).__name__}: {reason}", exc, **_where(venue, endpoint, label)) from exc
         finally:
             sending.reset(token)
 

@@ -123,10 +123,12 @@ def test_fanout_rows(quick_results: dict[str, Any]) -> None:
     memory = rows[0]["tracemalloc_bytes_per_portfolio"]
     assert _finite(memory) and memory > 0
     assert {r["loop"] for r in result["ceiling"]} == {"asyncio", "uvloop"}
+    assert [r["gc_frozen"] for r in result["ceiling"] if r["loop"] == "asyncio"] == [False, True]
     for row in result["ceiling"]:
         if "status" in row:
             assert row["status"].startswith("skipped")
             continue
         assert row["polls"] > 0 and _finite(row["polls_per_s"])
+        assert 0 <= row["gc"]["share"] < 1 and row["gc"]["full_passes"] >= 0
     profile = result["profile"]
     assert (isinstance(profile, str) and profile.startswith("skipped")) or profile["parts"]

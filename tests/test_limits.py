@@ -66,6 +66,26 @@ async def test_try_take_and_refund_wake_waiters() -> None:
     await asyncio.wait_for(waiter, 0.5)  # the refund woke it, long before the 10 s drip
 
 
+async def test_buckets_share_one_waiter_counter_and_keep_their_own_fifo_order() -> None:
+    a, b = RefundableBucket(1, 0.05), RefundableBucket(1, 0.05)
+    assert a._next_count is b._next_count  # one counter, not two objects per bucket
+    assert a.try_take() and b.try_take()
+    order: list[str] = []
+
+    async def wait(bucket: RefundableBucket, name: str) -> None:
+        await bucket.acquire()
+        order.append(name)
+
+    waiters = [(a, "a1"), (b, "b1"), (a, "a2"), (b, "b2"), (a, "a3")]
+    tasks = []
+    for bucket, name in waiters:
+        tasks.append(asyncio.create_task(wait(bucket, name)))
+        await asyncio.sleep(0)  # queue in this order
+    await asyncio.wait_for(asyncio.gather(*tasks), 1.0)
+    assert [n for n in order if n[0] == "a"] == ["a1", "a2", "a3"]
+    assert [n for n in order if n[0] == "b"] == ["b1", "b2"]
+
+
 async def test_cooldown_blocks_then_admits() -> None:
     limiter = WindowSafeLimiter(RateLimit(100, 1.0))
     limiter.cool_down(0.2)
