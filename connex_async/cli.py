@@ -16,7 +16,7 @@ from typing import Any, TextIO
 import msgspec
 
 from connex_async.client import BaseClient
-from connex_async.config import ConfigError, PortfolioConfig, load_env, load_file
+from connex_async.config import ConfigError, PortfolioConfig, load_portfolios
 from connex_async.dashboard import Dashboard
 from connex_async.poller import Poller, Update
 from connex_async.pool import SessionPool
@@ -218,12 +218,9 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "demo":
         return asyncio.run(run_demo(args.portfolios, args.zoomex, args.duration, args.seed, sys.stdout, args.format))
     try:
-        portfolios = load_file(args.credentials) if args.credentials else load_env()
+        portfolios = load_portfolios(args.credentials)
     except ConfigError as exc:
         sys.stderr.write(f"connex-async poll: {exc}\n")
-        return 2
-    if not portfolios:
-        sys.stderr.write("connex-async poll: no portfolios: pass --credentials FILE or set CONNEX_API_KEY/SECRET\n")
         return 2
     connex_url = args.base_url or args.connex_url
     zoomex_url = args.base_url or args.zoomex_url

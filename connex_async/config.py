@@ -19,7 +19,7 @@ from typing import Any
 
 from connex_async.credentials import Credentials
 
-__all__ = ["ConfigError", "PortfolioConfig", "load_env", "load_file"]
+__all__ = ["ConfigError", "PortfolioConfig", "load_env", "load_file", "load_portfolios"]
 
 VENUES = ("connex", "zoomex")
 _ALLOWED = {"label", "venue", "api_key", "secret", "limit_group", "account_type"}
@@ -74,6 +74,19 @@ def load_env(environ: Mapping[str, str] | None = None) -> list[PortfolioConfig]:
             continue
         item = {"venue": venue, "api_key": key, "secret": secret, "label": env.get(f"{venue.upper()}_LABEL", venue)}
         found.append(_entry(f"environment {venue.upper()}_*", item))
+    return found
+
+
+def load_portfolios(path: str | Path | None, environ: Mapping[str, str] | None = None) -> list[PortfolioConfig]:
+    """The portfolios of ``path`` if given, else of the environment; none at all is a ``ConfigError``.
+
+    What every command needs before it starts: each key read and checked, or one clear error.
+    """
+    found = load_file(path) if path else load_env(environ)
+    if not found:
+        raise ConfigError(
+            "no portfolios: pass a credentials file (--credentials FILE) or set CONNEX_API_KEY / CONNEX_API_SECRET"
+        )
     return found
 
 

@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator
 from connex_async import ConnexClient, Credentials, Poller, SessionPool, ZoomexClient
 from connex_async.cli import update_to_json
 from connex_async.client import BaseClient
-from connex_async.config import ConfigError, load_env, load_file
+from connex_async.config import ConfigError, load_portfolios
 from connex_async.testing import SimulatedVenue
 
 Keys = list[tuple[str, Credentials]]  # (venue, credentials)
@@ -98,12 +98,9 @@ if __name__ == "__main__":
     real_keys: Keys = []
     if arguments.base_url:  # read and check every key before anything starts
         try:
-            configs = load_file(arguments.credentials) if arguments.credentials else load_env()
+            real_keys = [(c.venue, c.credentials) for c in load_portfolios(arguments.credentials)]
         except ConfigError as exc:
             parser.error(str(exc))
-        if not configs:
-            parser.error("no keys: pass --credentials FILE or set CONNEX_API_KEY / CONNEX_API_SECRET")
-        real_keys = [(c.venue, c.credentials) for c in configs]
     try:
         sys.exit(asyncio.run(main(arguments, real_keys)))
     except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly

@@ -297,3 +297,15 @@ def test_poll_with_half_an_environment_key_names_the_missing_variable() -> None:
     assert "Traceback" not in proc.stderr
     assert "CONNEX" in proc.stderr
     assert "secret" in proc.stderr
+
+
+def test_load_portfolios_reads_the_file_else_the_environment_and_refuses_none(tmp_path: Path) -> None:
+    from connex_async.config import ConfigError, load_portfolios
+
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps([{"venue": "zoomex", "api_key": "ZK", "secret": "ZS", "label": "z"}]))
+    environ = {"CONNEX_API_KEY": "CK", "CONNEX_API_SECRET": "CS"}
+    assert [p.venue for p in load_portfolios(keys, environ)] == ["zoomex"]  # the file wins
+    assert [p.venue for p in load_portfolios(None, environ)] == ["connex"]
+    with pytest.raises(ConfigError, match="--credentials FILE"):
+        load_portfolios(None, {})
