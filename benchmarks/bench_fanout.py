@@ -195,10 +195,10 @@ def _memory_pass(connex: Creds, zoomex: Creds, intervals: tuple[float, float, fl
         zoomex = [(k[:1] + k[1:], s[:1] + s[1:], lbl[:1] + lbl[1:]) for k, s, lbl in zoomex]
         pool, clients, poller = _build(base_url, connex, zoomex, intervals)
         host = urlsplit(base_url).netloc
-        for client in clients:  # the limiters each poll's first request creates (pool._limiters_for)
+        for client in clients:  # the limiters each poll's first request creates (pool._scopes_for)
             for name in client.poll_jobs():
                 endpoint = client.endpoints[name]
-                pool._limiters_for(client.venue, endpoint, host, client.credentials, client.limits.get(name))
+                pool._scopes_for(client.venue, endpoint, host, client.credentials, client.limits.get(name))
         gc.collect()
         after = tracemalloc.get_traced_memory()[0]
         snapshot = tracemalloc.take_snapshot()
@@ -389,7 +389,7 @@ PROFILE_PARTS: list[tuple[str, str, str]] = [
     ("HTTP exchange in aiohttp (SessionPool._send)", "_send", "pool.py"),
     ("classify and decode (Venue.parse)", "parse", "base.py"),
     ("admission: connection and limiter slots (SessionPool._admit)", "_admit", "pool.py"),
-    ("limiter lookup (SessionPool._limiters_for)", "_limiters_for", "pool.py"),
+    ("limiter lookup (SessionPool._scopes_for)", "_scopes_for", "pool.py"),
     ("signing (SessionPool._sign)", "_sign", "pool.py"),
     ("metrics (SessionPool._observe)", "_observe", "pool.py"),
     ("Poller._finish (update, reschedule)", "_finish", "poller.py"),

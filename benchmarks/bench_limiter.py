@@ -22,7 +22,7 @@ Limiters:
 - ``ours without the late-write charge``: the same with ``send_ticket.LATE_SEND_ALLOWANCE`` set to
   infinity, so a request written late after its admission (a GC pass) is not charged to its key:
   what the charge is worth, measured in the same run;
-- ``raw aiolimiter``: ``RateLimit.new_bucket`` patched to return ``AsyncLimiter(N, T)`` (as its subclass
+- ``raw aiolimiter``: ``WindowSafeLimiter.new_bucket`` patched to return ``AsyncLimiter(N, T)`` (as its subclass
   ``RefundableBucket``, which only adds non-waiting methods);
 - ``capacity-1 bucket``: ``RateLimit(N, T, margin=0, slack=0)``: one token refilled every ``T/N``
   seconds exactly (ccxt's default shape).
@@ -135,7 +135,7 @@ def _variant(name: str) -> Any:
     """Patch the SDK for the baselines: aiolimiter's bucket as is, or no late-write charge."""
 
     import connex_async.send_ticket
-    from connex_async.limits import RateLimit, RefundableBucket
+    from connex_async.limits import RefundableBucket, WindowSafeLimiter
 
     if name == "ours_uncharged":
         allowance = connex_async.send_ticket.LATE_SEND_ALLOWANCE
@@ -148,18 +148,18 @@ def _variant(name: str) -> Any:
     if name != "raw_aiolimiter":
         yield
         return
-    original = RateLimit.new_bucket
+    original = WindowSafeLimiter.new_bucket
 
-    def raw_bucket(self: RateLimit) -> RefundableBucket:
+    def raw_bucket(self: WindowSafeLimiter) -> RefundableBucket:
         # aiolimiter's AsyncLimiter(N, T) as is; the subclass only adds the non-waiting
         # try/refund methods the pool needs to take several scopes in one step.
-        return RefundableBucket(self.count, self.period)
+        return RefundableBucket(self.limit.count, self.limit.period)
 
-    RateLimit.new_bucket = raw_bucket  # type: ignore[method-assign]
+    WindowSafeLimiter.new_bucket = raw_bucket  # type: ignore[method-assign]
     try:
         yield
     finally:
-        RateLimit.new_bucket = original  # type: ignore[method-assign]
+        WindowSafeLimiter.new_bucket = original  # type: ignore[method-assign]
 
 
 def _limit_for(variant: str, count: int, period: float) -> Any:

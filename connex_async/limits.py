@@ -1,48 +1,15 @@
-"""Window-safe rate limits on top of aiolimiter, with cooldowns the server can impose.
+"""The local limiter backend: window-safe buckets on top of aiolimiter, in this process.
 
 Why not ``AsyncLimiter(N, T)`` as it is: it is a bucket of capacity N draining N/T per second, so
 it admits a burst of N and then the drip, up to 2N - 1 requests inside one window of length T.
-A venue that counts a strict sliding window answers the N+1st with a 429.
+A venue that counts a strict sliding window answers the N+1st with a 429. The bucket we build
+instead, and why it holds, is derived in :mod:`connex_async.rate_limit`:
+``AsyncLimiter(b + s*r, (b + s*r) / r)`` with ``r = (N + 1 - b) / (T + m + s)``.
 
-The derivation. Let a bucket hold at most ``b`` tokens (``burst``) and refill at ``r`` tokens/s;
-each request spends one. Take N+1 consecutive admissions ``a_i <= ... <= a_{i+N}``. At ``a_i``
-at most ``b`` tokens are available (the one ``a_i`` spends included), so the other ``N + 1 - b``
-must be refilled before ``a_{i+N}``::
-
-    a_{i+N} - a_i >= (N + 1 - b) / r
-
-Choosing ``r = (N + 1 - b) / (T + m)`` makes any N+1 admissions at least ``T + m`` apart. If the
-network (and our own event loop) delays two requests by amounts that differ by less than the
-margin ``m``, their arrivals are more than ``T`` apart, so no half-open window ``(t - T, t]`` at
-the server ever holds more than N of them. Every extra token of burst costs ``1/N`` of throughput,
-which is why ``burst`` defaults to 1 (a steady pacer).
-
-Timer slack. A waiter wakes a little after its token is due (epoll rounds timeouts up to whole
-milliseconds, other tasks run first). A bucket that is empty at that moment cannot bank the lost
-time, so each admission would cost its lateness: about 2% of 20 req/s, measured. The bucket
-therefore holds ``s * r`` extra tokens of capacity (``s`` = ``slack`` seconds). Those count in the
-bound above like burst, ``a_{i+N} - a_i >= (N + 1 - b - s*r) / r``, so the refill rate becomes::
-
-    r = (N + 1 - b) / (T + m + s)
-
-which keeps any N+1 admissions ``T + m`` apart exactly as before. Lateness beyond ``s`` costs a
-fraction ``r * E[late - s]`` of the rate; the slack itself costs ``s / T``. The best ``s`` is
-therefore where ``P(late > s) = 1 / N``: a limit of many requests needs a deep slack, one of a
-few does not. A shared 600 / 5 s host limit on a loop at 100% CPU delivered 75 req/s of its
-117.6 with 3 ms of slack, 108 with 20 ms and 112 with 50 ms (measured, the Zoomex wallets of the
-fan-out benchmark). The default is 0.1 ms per request of the limit, at least 3 ms and at most 1%
-of the period: 3 ms for 20 / 1 s, 30 ms for 300 / 60 s, 50 ms for 600 / 5 s.
-
-The default margin is 25 ms or 2% of ``T``, whichever is larger: a 60 s window gives up 2% of its
-rate for 1.2 s of room, because over long windows the venue's own queueing, not the network,
-dominates the spread of delays. Utilization is ``(N + 1 - b) * T / (N * (T + m + s))``: with the
-defaults, 97.3% of 20 req/s, 97.9% of 300 req/60 s and 97.1% of 600 req/5 s.
-``AsyncLimiter(b + s*r, (b + s*r) / r)`` is exactly that bucket.
-
-Late writes. The bound is between admissions; the margin covers what happens after. A request that
-is written long after its admission (a garbage-collector pass between the two) is charged the
-excess through :meth:`WindowSafeLimiter.charge_stall` (see :mod:`connex_async.send_ticket`), so the
-bound holds between write times.
+:class:`LimiterRegistry` is the default :class:`~connex_async.limiter_backend.LimiterBackend`: one
+:class:`WindowSafeLimiter` per scope (bucket, cooldown, late-write charge), host circuits
+(:mod:`connex_async.circuits`), and multi-scope admission in one synchronous step. Scopes that
+have drained are dropped (a drained bucket is a fresh one), so removed portfolios cost nothing.
 """
 
 from __future__ import annotations
@@ -51,26 +18,18 @@ import asyncio
 import random
 import time
 from collections.abc import Hashable
-from dataclasses import dataclass
 from functools import partial
 from itertools import count
+from typing import Any
 
 from aiolimiter import AsyncLimiter
 
+from connex_async.circuits import CircuitTable
 from connex_async.errors import LimiterTimeoutError
+from connex_async.limiter_backend import ADMITTED, PROBE, CircuitKey, LimiterBackend, ScopeKey, Verdict
+from connex_async.rate_limit import RateLimit
 
 __all__ = ["LimiterRegistry", "RateLimit", "RefundableBucket", "WindowSafeLimiter"]
-
-DEFAULT_MARGIN = 0.025
-#: ... or this fraction of the period, if larger: long windows see more of the venue's own queueing.
-DEFAULT_MARGIN_FRACTION = 0.02
-#: Slack: this much per request of the limit (a deeper bank for limits of many requests) ...
-SLACK_PER_REQUEST = 0.0001
-#: ... at least this ...
-DEFAULT_SLACK = 0.003
-#: ... and at most this fraction of the period (what the slack costs in rate).
-MAX_SLACK_FRACTION = 0.01
-
 
 #: Orders waiters in every bucket's heap. aiolimiter gives each bucket its own
 #: ``partial(next, count())``: two more objects per limiter for the garbage collector to walk on
@@ -117,60 +76,6 @@ class RefundableBucket(AsyncLimiter):
         self._wake_next()
 
 
-@dataclass(frozen=True, slots=True)
-class RateLimit:
-    """At most ``count`` requests in any window of ``period`` seconds, as the venue counts them.
-
-    ``burst`` is how many requests may go back to back after an idle spell; ``margin`` (seconds)
-    absorbs network and scheduling jitter between requests (default: 25 ms or 2% of the period,
-    whichever is larger); ``slack`` (seconds) of event-loop lateness per admission is not lost
-    (default: 0.1 ms per request of the limit, within 3 ms and 1% of the period).
-    See the module docstring for the derivation.
-    """
-
-    count: int
-    period: float
-    burst: int = 1
-    margin: float = None  # type: ignore[assignment]  # resolved in __post_init__
-    slack: float = None  # type: ignore[assignment]  # resolved in __post_init__
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.count, int) or self.count < 1:
-            raise ValueError(f"RateLimit.count must be a positive int, got {self.count!r}")
-        if not self.period > 0:
-            raise ValueError(f"RateLimit.period must be > 0 seconds, got {self.period!r}")
-        if not 1 <= self.burst <= self.count:
-            raise ValueError(f"RateLimit.burst must be in 1..count ({self.count}), got {self.burst!r}")
-        if self.margin is None:
-            object.__setattr__(self, "margin", max(DEFAULT_MARGIN, DEFAULT_MARGIN_FRACTION * self.period))
-        if self.slack is None:
-            deep = min(SLACK_PER_REQUEST * self.count, MAX_SLACK_FRACTION * self.period)
-            object.__setattr__(self, "slack", max(DEFAULT_SLACK, deep))
-        if not self.margin >= 0:
-            raise ValueError(f"RateLimit.margin must be >= 0 seconds, got {self.margin!r}")
-        if not self.slack >= 0:
-            raise ValueError(f"RateLimit.slack must be >= 0 seconds, got {self.slack!r}")
-
-    @property
-    def refill_rate(self) -> float:
-        """Tokens per second: ``(count + 1 - burst) / (period + margin + slack)``."""
-        return (self.count + 1 - self.burst) / (self.period + self.margin + self.slack)
-
-    @property
-    def capacity(self) -> float:
-        """Bucket capacity in tokens: ``burst`` plus ``slack`` seconds of refill."""
-        return self.burst + self.slack * self.refill_rate
-
-    @property
-    def utilization(self) -> float:
-        """The sustained rate as a fraction of the nominal ``count / period``."""
-        return self.refill_rate * self.period / self.count
-
-    def new_bucket(self) -> RefundableBucket:
-        """An aiolimiter bucket of ``capacity`` draining at ``refill_rate``."""
-        return RefundableBucket(self.capacity, self.capacity / self.refill_rate)
-
-
 class WindowSafeLimiter:
     """One limit scope (venue, limit group, endpoint): a window-safe bucket plus a cooldown.
 
@@ -178,15 +83,20 @@ class WindowSafeLimiter:
     request that received it. Waiting is cancellation-safe: a cancelled waiter spends nothing.
     """
 
-    __slots__ = ("_bucket", "_charged_until", "_cooldown_until", "_phased", "cooldowns", "limit")
+    __slots__ = ("_bucket", "_charged_until", "_cooldown_until", "_last_admitted", "_phased", "cooldowns", "limit")
 
     def __init__(self, limit: RateLimit) -> None:
         self.limit = limit
-        self._bucket = limit.new_bucket()
+        self._bucket = self.new_bucket()
         self._cooldown_until = 0.0  # time.monotonic()
         self._charged_until = 0.0  # time.monotonic(): stalls up to here are already charged
         self._phased = False
+        self._last_admitted = 0.0  # time.monotonic()
         self.cooldowns = 0
+
+    def new_bucket(self) -> RefundableBucket:
+        """An aiolimiter bucket of ``limit.capacity`` draining at ``limit.refill_rate``."""
+        return RefundableBucket(self.limit.capacity, self.limit.capacity / self.limit.refill_rate)
 
     def committed(self) -> None:
         """The slot taken is used: a request goes out (called once every scope has admitted it)."""
@@ -194,6 +104,7 @@ class WindowSafeLimiter:
         # herd every interval, whose queueing delay no margin covers. After the first admission
         # (which stays immediate) each scope's schedule is shifted by a random part of an interval.
         # Only on a committed admission: a tentative one that is refunded must leave no trace.
+        self._last_admitted = time.monotonic()
         if not self._phased:
             self._phased = True
             self._bucket.push_back(random.random() / self.limit.refill_rate)
@@ -223,6 +134,23 @@ class WindowSafeLimiter:
                 return
             self.refund()
 
+    @property
+    def drained(self) -> bool:
+        """Nothing in the bucket, no cooldown, nobody waiting: it admits exactly as a new one would.
+
+        Also a whole window since the last admission: a request admitted before may still be on its
+        way to the socket, and its late-write charge must find this limiter.
+        """
+        bucket = self._bucket
+        if bucket._waiters or self.cooldown_remaining > 0:
+            return False
+        if time.monotonic() - self._last_admitted < self.limit.window + self.limit.slack:
+            return False
+        try:
+            return bucket.has_capacity(bucket.max_rate)  # level + capacity <= capacity: level is 0
+        except RuntimeError:  # no running loop: the bucket cannot tell the time, keep it
+            return False
+
     def try_acquire(self) -> bool:
         """Take a slot only if one is free right now (no cooldown, capacity in the bucket)."""
         return self.cooldown_remaining <= 0 and self._bucket.try_take()
@@ -248,31 +176,104 @@ class WindowSafeLimiter:
             self._charged_until = end
 
 
-class LimiterRegistry:
+class LimiterRegistry(LimiterBackend):
     """The limiters of one pool, keyed by scope; the first configuration of a scope wins."""
 
-    __slots__ = ("_limiters",)
+    __slots__ = ("_circuits", "_limiters", "_swept_at")
+
+    #: Sweep drained scopes when the registry has grown by this factor since the last sweep
+    #: (amortized O(1) per new scope; memory at most this factor above the live scopes).
+    SWEEP_GROWTH = 1.5
 
     def __init__(self) -> None:
         self._limiters: dict[Hashable, WindowSafeLimiter] = {}
+        self._circuits = CircuitTable()
+        self._swept_at = 64
 
     def get(self, scope: Hashable, limit: RateLimit) -> WindowSafeLimiter:
         """The limiter of ``scope``, created with ``limit`` on first use."""
         limiter = self._limiters.get(scope)
         if limiter is None:
+            if len(self._limiters) >= self._swept_at:
+                self.sweep()
             limiter = self._limiters[scope] = WindowSafeLimiter(limit)
         return limiter
+
+    def scope(self, key: ScopeKey, limit: RateLimit) -> WindowSafeLimiter:
+        """The backend seam's name for :meth:`get`."""
+        return self.get(key, limit)
 
     def find(self, scope: Hashable) -> WindowSafeLimiter | None:
         """The limiter of ``scope`` if it exists."""
         return self._limiters.get(scope)
 
     def discard(self, scope: Hashable) -> None:
-        """Forget a scope (a removed portfolio)."""
+        """Forget a scope."""
         self._limiters.pop(scope, None)
+
+    def sweep(self) -> int:
+        """Drop every scope that has drained (it would admit exactly as a new one); return how many.
+
+        A removed portfolio's scopes drain within one window of its last request and go at the
+        next sweep; a scope shared by keys that are still polled never drains for long enough.
+        """
+        idle = [scope for scope, limiter in self._limiters.items() if limiter.drained]
+        for scope in idle:
+            del self._limiters[scope]
+        self._swept_at = max(64, int(len(self._limiters) * self.SWEEP_GROWTH))
+        return len(idle)
 
     def __len__(self) -> int:
         return len(self._limiters)
+
+    # -- the backend seam -------------------------------------------------------------------
+
+    async def try_admit(self, scopes: tuple[Any, ...], circuit: CircuitKey | None) -> Verdict:
+        """Pass the circuit and take a slot of every scope in one synchronous step, or nothing."""
+        probe = False
+        if circuit is not None:
+            remaining = self._circuits.check(circuit)
+            if remaining is not None:
+                return Verdict(False, circuit_remaining=remaining)
+            probe = self._circuits.is_probing(circuit)
+        if not self.try_acquire_all(scopes):
+            if probe:
+                self._circuits.release_probe(circuit)  # type: ignore[arg-type]
+            return Verdict(False)
+        return PROBE if probe else ADMITTED
+
+    async def wait_ready(self, scopes: tuple[Any, ...], verdict: Verdict, max_wait: float | None) -> None:
+        """Wait in the buckets' own FIFO order until every scope could admit; take nothing."""
+        await self._take_all(scopes, max_wait)
+        for limiter in scopes:
+            limiter.refund()
+
+    def cool_down(self, scope: Any, seconds: float) -> None:
+        """Pause one scope (server feedback wins)."""
+        scope.cool_down(seconds)
+
+    def charge_stall(self, scopes: tuple[Any, ...], start: float, end: float) -> None:
+        """Push each scope back by the part of ``[start, end]`` it has not been charged yet."""
+        for limiter in scopes:
+            limiter.charge_stall(start, end)
+
+    def open_circuit(self, circuit: CircuitKey, seconds: float, probe_after: float | None) -> None:
+        """Fail the host fast for ``seconds``; half-open after ``probe_after``."""
+        self._circuits.open(circuit, seconds, probe_after)
+
+    def close_circuit(self, circuit: CircuitKey) -> None:
+        """The probe was answered."""
+        self._circuits.close(circuit)
+
+    def release_probe(self, circuit: CircuitKey) -> None:
+        """The probe got no answer."""
+        self._circuits.release_probe(circuit)
+
+    def open_circuits(self) -> dict[CircuitKey, float]:
+        """Seconds left of every open circuit."""
+        return self._circuits.remaining()
+
+    # -- multi-scope acquisition ------------------------------------------------------------
 
     async def acquire(self, limiters: tuple[WindowSafeLimiter, ...], max_wait: float | None) -> float:
         """Take one slot of every scope in the same instant; return the seconds waited.
@@ -314,16 +315,6 @@ class LimiterRegistry:
         for limiter in taken:
             limiter.committed()
         return True
-
-    async def wait_ready(self, limiters: tuple[WindowSafeLimiter, ...], max_wait: float | None) -> None:
-        """Wait until every scope could admit a request now, taking nothing.
-
-        Takes all the slots and gives them back in the same step (exact, see ``RefundableBucket``):
-        the caller then competes for them again together with what else it needs.
-        """
-        await self._take_all(limiters, max_wait)
-        for limiter in limiters:
-            limiter.refund()
 
     @staticmethod
     async def _acquire_all(limiters: tuple[WindowSafeLimiter, ...]) -> None:

@@ -1,11 +1,15 @@
 """The session pool and the one request loop every venue goes through.
 
-Per attempt: **limit** (per key scope, then per host) -> **sign** (fresh nonce / timestamp) ->
-**send** (one shared aiohttp session, the signed query byte for byte) -> **classify and decode**
-(the venue's ``parse``) -> **retry or raise** (typed error). Where to look:
+Per attempt: **limit** (per key scope, then per host, and the host's circuit) -> **sign** (fresh
+nonce / timestamp) -> **send** (one shared aiohttp session, the signed query byte for byte) ->
+**classify and decode** (the venue's ``parse``) -> **retry or raise** (typed error). Where to look:
 
-- limiting: :meth:`SessionPool._limiters_for`, :mod:`connex_async.limits`; a request written late
-  after its admission charges its scopes the difference (:mod:`connex_async.send_ticket`)
+- limiting: :meth:`SessionPool._scopes_for`, :meth:`SessionPool._admit` through one
+  :class:`~connex_async.limiter_backend.LimiterBackend` (local :mod:`connex_async.limits` or
+  :mod:`connex_async.redis_limits`; the loop cannot tell which); a request written late after its
+  admission charges its scopes the difference (:mod:`connex_async.send_ticket`)
+- circuits: a ban signal stops the host (:meth:`SessionPool._recover`), half-open probes
+  (:meth:`SessionPool._report_probe`)
 - signing:  :meth:`SessionPool._sign`, :mod:`connex_async.signing`
 - sending:  :meth:`SessionPool._send`
 - retrying: :meth:`SessionPool._recover`, :mod:`connex_async.retry`
@@ -31,6 +35,7 @@ from yarl import URL
 from connex_async.credentials import Credentials
 from connex_async.decoding import DEFAULT_MAX_BODY_BYTES
 from connex_async.errors import (
+    APIError,
     CircuitOpenError,
     ConnexAsyncError,
     LimiterTimeoutError,
@@ -39,8 +44,10 @@ from connex_async.errors import (
     TimestampError,
     TransportError,
 )
-from connex_async.limits import LimiterRegistry, RateLimit, WindowSafeLimiter
+from connex_async.limiter_backend import CircuitKey, LimiterBackend, Verdict
+from connex_async.limits import LimiterRegistry
 from connex_async.metrics import AttemptEvent, Metrics
+from connex_async.rate_limit import RateLimit
 from connex_async.retry import RetryPolicy
 from connex_async.send_ticket import DatedRequest, SendTicket, sending
 from connex_async.signing import ParamValue, SignedRequest, encode_query, normalize_params
@@ -101,10 +108,16 @@ class track_call:  # lower case: used like the function it replaced, `with track
 
 
 class SessionPool:
-    """One aiohttp session, the limiter registry, clock offsets and circuits, shared by clients.
+    """One aiohttp session, a limiter backend and clock offsets, shared by clients.
 
     ``connector_limit`` bounds connections (and so in-flight requests); ``timeout`` bounds each
     HTTP attempt, not the wait for a rate-limit slot, which ``max_queue_wait`` bounds on its own.
+    ``limiter`` is where rate-limit slots, cooldowns and circuits live: this process
+    (:class:`~connex_async.limits.LimiterRegistry`, the default) or Redis
+    (:class:`~connex_async.redis_limits.RedisLimiter`, shared by every process of a fleet; the
+    caller opens and closes it). ``circuit_probe_after`` is how long a host stays fully closed
+    after a ban signal before one probe request may find out whether it is over (``None``: wait
+    out the whole circuit).
     """
 
     def __init__(
@@ -117,6 +130,8 @@ class SessionPool:
         retry: RetryPolicy | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         user_agent: str = "connex-async/0.1",
+        limiter: LimiterBackend | None = None,
+        circuit_probe_after: float | None = 60.0,
     ) -> None:
         if connector_limit < 1:
             raise ValueError("connector_limit must be >= 1")
@@ -129,13 +144,13 @@ class SessionPool:
         self.retry = retry or RetryPolicy()
         self.max_body_bytes = max_body_bytes
         self.user_agent = user_agent
-        self.limiters = LimiterRegistry()
+        self.limiter: LimiterBackend = limiter if limiter is not None else LimiterRegistry()
+        self.circuit_probe_after = circuit_probe_after
         self.metrics = Metrics()
         self._session: aiohttp.ClientSession | None = None
         self._clock_offsets: dict[tuple[str, str], float] = {}
         self._clock_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._clock_retry_at: dict[tuple[str, str], float] = {}
-        self._circuits: dict[tuple[str, str], float] = {}  # (venue, host) -> time.time() until
         # One slot per connection: a request takes its send slot and its rate-limit slots in the
         # same instant, so it never queues for a connection between admission and send.
         self._send_slots: asyncio.Semaphore | None = None
@@ -207,22 +222,22 @@ class SessionPool:
             raise RuntimeError("SessionPool is not open: use `async with SessionPool()` or `await open()`")
         host = _host_of(base_url)
         label = credentials.label if credentials else None
-        limiters = self._limiters_for(venue, endpoint, host, credentials, limit)
+        scopes = self._scopes_for(venue, endpoint, host, credentials, limit)
+        circuit = (venue.name, host)
         url = base_url.rstrip("/") + endpoint.path
         call = _current_call.get()
         attempt = 0
         clock_resynced = False
         while True:
             attempt += 1
-            waited, started = 0.0, time.perf_counter()
+            waited, started, probe = 0.0, time.perf_counter(), False
             try:
-                self._check_circuit(venue, host, endpoint, label)
                 if endpoint.signed and venue.sync_clock_first:
                     # Before the limiter: nothing slow may sit between a granted slot and the send,
                     # or the delay would eat the limiter's jitter margin.
                     await self._first_clock_sync(venue, base_url)
-                waited = await self._admit(limiters, venue, endpoint, label)
-                ticket = SendTicket(limiters) if limiters else None
+                waited, asked_at, probe = await self._admit(scopes, circuit, venue, endpoint, label)
+                ticket = SendTicket(self.limiter, scopes, asked_at) if scopes else None
                 try:
                     signed = self._sign(venue, base_url, params, credentials if endpoint.signed else None)
                     started = time.perf_counter()
@@ -234,6 +249,8 @@ class SessionPool:
                         self._observe_late_send(venue, endpoint, label, ticket)
                 result = venue.parse(endpoint, response, label)
             except ConnexAsyncError as err:
+                if probe:
+                    self._report_probe(circuit, err)
                 status = getattr(err, "status", None)
                 if isinstance(err, LimiterTimeoutError | CircuitOpenError) and status is None:
                     err.attempts = attempt - 1
@@ -247,25 +264,35 @@ class SessionPool:
                         raise
                     clock_resynced = True
                     continue
-                await self._recover(err, attempt, venue, host, endpoint, limiters)
+                await self._recover(err, attempt, venue, circuit, endpoint, scopes)
                 continue
+            except BaseException:
+                if probe:  # cancelled (or a bug) while probing: the next request may probe instead
+                    self.limiter.release_probe(circuit)
+                raise
+            if probe:
+                self._report_probe(circuit, None)
             self._observe(venue, endpoint, label, attempt, response.status, latency, waited, call, None)
             return result
 
     async def _admit(
         self,
-        limiters: tuple[WindowSafeLimiter, ...],
+        scopes: tuple[Any, ...],
+        circuit: CircuitKey,
         venue: Venue,
         endpoint: Endpoint[Any],
         label: str | None,
-    ) -> float:
+    ) -> tuple[float, float, bool]:
         """Take a send slot and every rate-limit slot in one instant; hold nothing while waiting.
 
+        Returns the seconds waited, when the granted admission was asked for (``time.monotonic()``:
+        the request's lateness counts from there, a Redis round trip included) and whether this
+        request is its host circuit's probe.
         Holding a connection while queueing for a limiter would starve other keys (a host-limited
         Zoomex backlog took every connection); holding limiter slots while queueing for a
         connection would put a wait between admission and send. So: wait for a connection, then
-        try the limiters synchronously; if one is full, let the connection go and wait until the
-        limiters are ready, then try again.
+        ask the limiter backend; if a scope is full, let the connection go, wait as the backend
+        says, then try again.
         """
         slots = self._send_slots
         assert slots is not None
@@ -278,11 +305,19 @@ class SessionPool:
                 else:
                     async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                         await slots.acquire()
-                if self.limiters.try_acquire_all(limiters):
-                    return time.monotonic() - started
+                asked_at = time.monotonic()
+                try:
+                    verdict = await self.limiter.try_admit(scopes, circuit)
+                except BaseException:
+                    slots.release()
+                    raise
+                if verdict.admitted:
+                    return asked_at - started, asked_at, verdict.probe
                 slots.release()
+                if verdict.circuit_remaining is not None:
+                    raise self._circuit_open(verdict, circuit, venue, endpoint, label)
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                await self.limiters.wait_ready(limiters, left)
+                await self.limiter.wait_ready(scopes, verdict, left)
         except TimeoutError:
             raise LimiterTimeoutError(
                 f"no rate-limit slot within max_queue_wait={self.max_queue_wait}s",
@@ -291,30 +326,46 @@ class SessionPool:
                 endpoint=endpoint.name,
                 portfolio=label,
             ) from None
-        except LimiterTimeoutError as err:
+        except ConnexAsyncError as err:  # the backend's own errors (timeout, Redis down) learn where
             err.venue, err.endpoint, err.portfolio = venue.name, endpoint.name, label
             raise
+
+    @staticmethod
+    def _circuit_open(
+        verdict: Verdict, circuit: CircuitKey, venue: Venue, endpoint: Endpoint[Any], label: str | None
+    ) -> CircuitOpenError:
+        remaining = verdict.circuit_remaining or 0.0
+        until = time.time() + remaining
+        return CircuitOpenError(
+            f"host {circuit[1]} paused after a ban signal; calls fail fast until "
+            f"{time.strftime('%H:%M:%S', time.gmtime(until))} UTC",
+            until=until,
+            retry_after=remaining,
+            venue=venue.name,
+            endpoint=endpoint.name,
+            portfolio=label,
+        )
 
     def _release_send_slot(self) -> None:
         if self._send_slots is not None:
             self._send_slots.release()
 
-    def _limiters_for(
+    def _scopes_for(
         self,
         venue: Venue,
         endpoint: Endpoint[Any],
         host: str,
         credentials: Credentials | None,
         limit: RateLimit | None,
-    ) -> tuple[WindowSafeLimiter, ...]:
+    ) -> tuple[Any, ...]:
         """Key scope first (venue, limit group, endpoint), then the venue's host-wide scope."""
-        found: list[WindowSafeLimiter] = []
+        found: list[Any] = []
         limit = limit or endpoint.default_limit
         if limit is not None:
             group = credentials.limit_group if credentials else "anonymous"
-            found.append(self.limiters.get((venue.name, group, endpoint.name), limit))
+            found.append(self.limiter.scope((venue.name, group, endpoint.name), limit))
         if venue.host_limit is not None:
-            found.append(self.limiters.get((venue.name, "host", host), venue.host_limit))
+            found.append(self.limiter.scope((venue.name, "host", host), venue.host_limit))
         return tuple(found)
 
     def _sign(
@@ -370,45 +421,42 @@ class SessionPool:
         err: ConnexAsyncError,
         attempt: int,
         venue: Venue,
-        host: str,
+        circuit: CircuitKey,
         endpoint: Endpoint[Any],
-        limiters: tuple[WindowSafeLimiter, ...],
+        scopes: tuple[Any, ...],
     ) -> None:
         """Prepare the next attempt, or re-raise ``err`` when there must be none."""
         if isinstance(err, CircuitOpenError):
-            self._circuits[(venue.name, host)] = err.until
-            logger.warning("%s: circuit opened for host %s until %.0f: %s", venue.name, host, err.until, err)
+            self.limiter.open_circuit(circuit, err.retry_after or 0.0, self.circuit_probe_after)
+            logger.warning("%s: circuit opened for host %s until %.0f: %s", venue.name, circuit[1], err.until, err)
             raise err
-        if isinstance(err, RateLimitError) and limiters:
+        if isinstance(err, RateLimitError):
             # Server feedback wins: the whole scope pauses, not only this request.
-            limiters[0].cool_down(self.retry.cooldown(err.retry_after, attempt))
-            self.metrics.record_cooldown(venue.name, endpoint.name)
+            pause = self.retry.cooldown(err.retry_after, attempt)
+            if scopes:
+                self.limiter.cool_down(scopes[0], pause)
+                self.metrics.record_cooldown(venue.name, endpoint.name)
+            elif err.retryable and attempt <= self.retry.max_retries:
+                await asyncio.sleep(pause)  # nothing to cool down (an unlimited endpoint): wait here
         if not err.retryable or attempt > self.retry.max_retries:
             raise err
         if not isinstance(err, RateLimitError):  # a rate-limited retry waits in the limiter instead
             await asyncio.sleep(self.retry.backoff(attempt))
 
-    def _check_circuit(self, venue: Venue, host: str, endpoint: Endpoint[Any], label: str | None) -> None:
-        until = self._circuits.get((venue.name, host))
-        if until is None:
-            return
-        if time.time() >= until:
-            del self._circuits[(venue.name, host)]
-            return
-        raise CircuitOpenError(
-            f"host {host} paused after a ban signal; calls fail fast until "
-            f"{time.strftime('%H:%M:%S', time.gmtime(until))} UTC",
-            until=until,
-            retry_after=until - time.time(),
-            venue=venue.name,
-            endpoint=endpoint.name,
-            portfolio=label,
-        )
+    def _report_probe(self, circuit: CircuitKey, err: ConnexAsyncError | None) -> None:
+        """A circuit's probe came back: any answer but a ban signal means the host is reachable."""
+        if isinstance(err, CircuitOpenError):
+            return  # _recover opens it again, with a longer pause before the next probe
+        if err is None or isinstance(err, APIError):
+            self.limiter.close_circuit(circuit)
+            logger.warning("%s: host %s answered the circuit's probe; circuit closed", circuit[0], circuit[1])
+        else:
+            self.limiter.release_probe(circuit)
 
     def open_circuits(self) -> dict[tuple[str, str], float]:
-        """``(venue, host) -> until`` for every host currently paused."""
+        """``(venue, host) -> until`` (``time.time()`` seconds) for every host this process knows paused."""
         now = time.time()
-        return {k: v for k, v in self._circuits.items() if v > now}
+        return {key: now + remaining for key, remaining in self.limiter.open_circuits().items()}
 
     # -- clock ----------------------------------------------------------------------------
 

@@ -14,19 +14,23 @@ venue takes longer than any margin.
 So every admitted request carries a :class:`SendTicket`. When aiohttp has written the request
 (:class:`DatedRequest`), the ticket measures how long after its admission that happened and, past
 a small allowance, pushes every scope it was admitted by back by the excess (requests stalled by
-the same pause share one charge: :meth:`WindowSafeLimiter.charge_stall`). The limiter's bound then
+the same pause share one charge: :meth:`LimiterBackend.charge_stall`). The limiter's bound then
 holds between write times: the margin has to cover only what happens after the write.
+
+With the Redis backend the admission happens in Redis; the ticket is dated when the admission was
+*asked for* (before the round trip), so a reply read late by a stalled loop still counts as lag.
 """
 
 from __future__ import annotations
 
 import time
 from contextvars import ContextVar
+from typing import Any
 
 import aiohttp
 from aiohttp.connector import Connection
 
-from connex_async.limits import WindowSafeLimiter
+from connex_async.limiter_backend import LimiterBackend
 
 __all__ = ["LATE_SEND_ALLOWANCE", "DatedRequest", "SendTicket", "sending"]
 
@@ -38,11 +42,12 @@ LATE_SEND_ALLOWANCE = 0.005
 class SendTicket:
     """One admitted attempt on its way to the socket, and the scopes that admitted it."""
 
-    __slots__ = ("admitted_at", "lag", "limiters")
+    __slots__ = ("admitted_at", "backend", "lag", "scopes")
 
-    def __init__(self, limiters: tuple[WindowSafeLimiter, ...]) -> None:
-        self.admitted_at = time.monotonic()
-        self.limiters = limiters
+    def __init__(self, backend: LimiterBackend, scopes: tuple[Any, ...], admitted_at: float) -> None:
+        self.admitted_at = admitted_at  # time.monotonic()
+        self.backend = backend
+        self.scopes = scopes
         self.lag: float | None = None  # seconds from admission to write, once written
 
     def written(self) -> None:
@@ -52,8 +57,7 @@ class SendTicket:
         now = time.monotonic()
         self.lag = now - self.admitted_at
         if self.lag > LATE_SEND_ALLOWANCE:
-            for limiter in self.limiters:
-                limiter.charge_stall(self.admitted_at + LATE_SEND_ALLOWANCE, now)
+            self.backend.charge_stall(self.scopes, self.admitted_at + LATE_SEND_ALLOWANCE, now)
 
     @property
     def late(self) -> bool:

@@ -183,7 +183,7 @@ async def test_rate_limit_cools_the_scope_then_succeeds(
         started = time.monotonic()
         await connex(pool).get_assets()
         assert time.monotonic() - started >= min_wait
-    limiter = pool.limiters.find(("connex", CREDS.limit_group, "assets"))
+    limiter = pool.limiter.find(("connex", CREDS.limit_group, "assets"))
     assert limiter is not None and limiter.cooldowns == 1
     assert pool.metrics.snapshot().cooldowns == 1
 

@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 
 from connex_async import ConnexClient, Credentials, RateLimit, SessionPool, ZoomexClient
-from connex_async.limits import RefundableBucket
+from connex_async.limits import RefundableBucket, WindowSafeLimiter
 
 ASSETS = (Path(__file__).parent / "fixtures" / "connex_assets_doc.json").read_bytes()
 WALLET = (Path(__file__).parent / "fixtures" / "zoomex_wallet_seed.json").read_bytes()
@@ -155,7 +155,8 @@ async def test_a_slack_deeper_than_the_margin_still_holds_the_window(serve: Any)
 
 async def test_the_harness_catches_raw_aiolimiter(serve: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # aiolimiter's bucket configured the naive way (RefundableBucket only adds non-waiting methods).
-    monkeypatch.setattr(RateLimit, "new_bucket", lambda self: RefundableBucket(self.count, self.period))
+    naive = lambda self: RefundableBucket(self.limit.count, self.limit.period)  # noqa: E731
+    monkeypatch.setattr(WindowSafeLimiter, "new_bucket", naive)
     server = await run_one_key(serve, RateLimit(20, 1.0), 5.0)
     worst = max(sum(1 for t in server.arrivals["k1"] if start - 1.0 < t <= start) for start in server.arrivals["k1"])
     print(f"\nraw AsyncLimiter(20, 1): {server.violations} violations, worst window {worst}")
