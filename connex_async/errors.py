@@ -15,7 +15,8 @@ the endpoint and (when known) the portfolio label, never the key or the secret::
     ├── TransportError           no usable HTTP answer: reset, refused, truncated body
     │   └── RequestTimeoutError
     ├── DecodeError              the answer is not the documented shape
-    └── LimiterTimeoutError      waited longer than ``max_queue_wait`` for a rate-limit slot
+    ├── LimiterTimeoutError      waited longer than ``max_queue_wait`` for a rate-limit slot
+    └── LimiterUnavailableError  the shared limiter (Redis) cannot be reached: nothing is sent
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
     "ConnexAsyncError",
     "DecodeError",
     "LimiterTimeoutError",
+    "LimiterUnavailableError",
     "PermissionDeniedError",
     "RateLimitError",
     "RequestTimeoutError",
@@ -200,3 +202,11 @@ class LimiterTimeoutError(ConnexAsyncError):
     def __init__(self, message: str, *, waited: float, **kwargs: str | None) -> None:
         super().__init__(message, **kwargs)
         self.waited = waited
+
+
+class LimiterUnavailableError(ConnexAsyncError):
+    """The shared rate limiter (Redis) could not decide: the request was **not** sent (fail closed).
+
+    The limiter reconnects on its own, with backoff; until then every admission fails fast with
+    this error, so a Poller keeps producing updates (carrying it) instead of hanging.
+    """
