@@ -39,6 +39,7 @@ from connex_async.errors import (
     CircuitOpenError,
     ConnexAsyncError,
     LimiterTimeoutError,
+    LimiterUnavailableError,
     RateLimitError,
     RequestTimeoutError,
     TimestampError,
@@ -252,7 +253,7 @@ class SessionPool:
                 if probe:
                     self._report_probe(circuit, err)
                 status = getattr(err, "status", None)
-                if isinstance(err, LimiterTimeoutError | CircuitOpenError) and status is None:
+                if isinstance(err, LimiterTimeoutError | LimiterUnavailableError | CircuitOpenError) and status is None:
                     err.attempts = attempt - 1
                     raise  # nothing was sent this time
                 err.attempts = attempt

@@ -15,11 +15,21 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
 
-from connex_async import ConnexAsyncError, ConnexClient, Credentials, SessionPool, ZoomexClient
+from connex_async import (
+    ConnexAsyncError,
+    ConnexClient,
+    Credentials,
+    LimiterUnavailableError,
+    Poller,
+    SessionPool,
+    Update,
+    ZoomexClient,
+)
 from connex_async.client import BaseClient
 from connex_async.limiter_backend import LimiterBackend
 from connex_async.redis_limits import RedisLimiter
 from connex_async.testing import SimulatedVenue
+from connex_async.testing.redis_server import RedisServer
 
 
 @contextlib.asynccontextmanager
@@ -142,3 +152,48 @@ async def test_processes_sharing_one_ip_hold_the_zoomex_host_limit(redis_url: st
         return
     assert stats.ip_violations == 0 and stats.violations == 0
     assert sum(accepted.values()) / steady >= 0.95 * 120
+
+
+async def test_redis_going_away_stops_every_request_and_its_return_holds_the_window(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    # A poller on Redis limits. Redis stops: not one request reaches the venue, and every poll
+    # ends in an update carrying a typed error that names venue, endpoint and portfolio. Redis
+    # comes back empty (a restart): polling resumes on its own, after the embargo, 0 violations.
+    async with (
+        SimulatedVenue(connex_portfolios=3, zoomex_accounts=2, seed=8, jitter=0.005) as venue,
+        RedisLimiter(redis_url, namespace="outage", reconnect_backoff=(0.05, 0.2)) as limiter,
+        SessionPool(limiter=limiter) as pool,
+    ):
+        await limiter.declare_cold_start()
+        clients: list[BaseClient] = [
+            ConnexClient(c, base_url=venue.base_url, pool=pool) for c in venue.connex_credentials
+        ]
+        clients += [ZoomexClient(c, base_url=venue.base_url, pool=pool) for c in venue.zoomex_credentials]
+        async with Poller(clients, assets_every=0.2, positions_every=None, wallet_every=0.2) as poller:
+            ok_before = await collect(poller, 1.0)
+            assert ok_before and all(u.ok for u in ok_before)
+            redis_server.stop()
+            await asyncio.sleep(0.3)  # polls in flight when it stopped end
+            arrived = venue.stats().requests
+            down = await collect(poller, 1.0)
+            assert venue.stats().requests == arrived  # fail closed: nothing was sent unadmitted
+            assert down and all(isinstance(u.error, LimiterUnavailableError) for u in down)
+            assert {(u.error.venue, u.error.endpoint, u.error.portfolio) for u in down if u.error} == {
+                (u.venue, u.endpoint, u.portfolio) for u in down
+            }
+            redis_server.start()
+            back = await collect(poller, 3.0)
+            assert any(u.ok for u in back)  # on its own, once Redis answers and the embargo ends
+        assert limiter.epochs_seen == 1  # the restart was seen as a new epoch
+    assert venue.stats().violations == 0
+
+
+async def collect(poller: Poller, seconds: float) -> list[Update]:
+    """The updates the poller yields for ``seconds``."""
+    updates: list[Update] = []
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            async for update in poller:
+                updates.append(update)
+    return updates
