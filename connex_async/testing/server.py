@@ -215,7 +215,8 @@ class SimulatedVenue:
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=self.shutdown_timeout)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+            # A deep backlog: hundreds of clients connecting at once must not wait for a SYN retry.
+            site = web.TCPSite(runner, self.host, self.port, reuse_address=True, backlog=1024)
             await site.start()
         except BaseException:
             await runner.cleanup()
