@@ -157,7 +157,12 @@ def _fake_creds(n: int) -> tuple[Creds, Creds]:
 
 
 def _build(
-    base_url: str, connex: Creds, zoomex: Creds, intervals: tuple[float, float, float], interleave: bool = False
+    base_url: str,
+    connex: Creds,
+    zoomex: Creds,
+    intervals: tuple[float, float, float],
+    interleave: bool = False,
+    limiter: Any = None,
 ) -> tuple[Any, Any, Any]:
     """The pool (not opened), the clients and the Poller: what registration costs.
 
@@ -167,7 +172,7 @@ def _build(
     from connex_async import ConnexClient, Credentials, SessionPool, ZoomexClient
     from connex_async.poller import Poller
 
-    pool = SessionPool(connector_limit=CONNECTOR_LIMIT)
+    pool = SessionPool(connector_limit=CONNECTOR_LIMIT, limiter=limiter)
     cx = [ConnexClient(Credentials(k, s, label=lbl), base_url=base_url, pool=pool) for k, s, lbl in connex]
     zx = [ZoomexClient(Credentials(k, s, label=lbl), base_url=base_url, pool=pool) for k, s, lbl in zoomex]
     clients: list[Any] = cx + zx
@@ -263,6 +268,7 @@ async def _fanout(
     interleave: bool = False,
     profile_seconds: float = 0.0,
     freeze: bool = False,
+    limiter: Any = None,
 ) -> dict[str, Any]:
     """Register, warm up, measure the steady part; then optionally profile a few more seconds.
 
@@ -273,7 +279,7 @@ async def _fanout(
 
     gc.collect()
     started = time.perf_counter()
-    pool, clients, poller = _build(base_url, connex, zoomex, intervals, interleave)
+    pool, clients, poller = _build(base_url, connex, zoomex, intervals, interleave, limiter)
     registration = time.perf_counter() - started
     n = len(clients)
     counts = {"updates": 0, "errors": 0}

@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, str] = {
     "pipeline": "benchmarks.bench_pipeline",
     "limiter": "benchmarks.bench_limiter",
     "fanout": "benchmarks.bench_fanout",
+    "redis": "benchmarks.bench_redis",
 }
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

@@ -10,10 +10,10 @@
 -- ARGV[1]   a fresh random id, used only if a new epoch begins
 -- ARGV[2]   probe lease (us): how long one circuit probe may take before another may go
 -- ARGV[3]   P = number of parameter records that follow, one per KEYS[2..P+1]:
---           5 numbers N, b, T, m, s (count, burst, period, margin, slack; us) of a scope, or
---           0 0 0 0 0 for a circuit key
--- then ops, each a letter and its arguments (k = index into KEYS):
---   A n c k1 f1 .. kn fn   admit: all n scopes (phase fraction f in 0..1e6 for a new scope) and
+--           "N b T m s" (count, burst, period, margin, slack; us) of a scope, or "0" for a circuit
+-- then ops, one argument each: a letter and its numbers, separated by spaces (k = index into KEYS;
+-- one string per op, because every argument costs the client an encoding and a length prefix):
+--   A n c k1 f1 .. kn fn   admit: all n scopes (phase fraction f in 0..2^20 for a new scope) and
 --                          circuit c (0 = none) in one instant, or none of them
 --   C k d                  cool scope k down for d us (extends, never shortens)
 --   S k d                  charge scope k a late write of d us (its next admissions move back)
@@ -23,7 +23,8 @@
 --   Z                      the operator declares that nothing was sent for a window: the epoch
 --                          begins without holding the scopes (`connex-async fleet init`)
 --
--- Returns {epoch_state, then per A op: status, value, blocking k}:
+-- Returns one string of space-separated integers (one reply line to parse, not one per number):
+-- epoch_state, then per A op: status, value, blocking k.
 --   epoch_state 0 = same epoch, 1 = a new epoch began in this call (Redis restarted or failed over)
 --   status 0 admitted, 1 admitted as the circuit's probe, 2 wait value us for scope k,
 --          3 circuit open for value us more
@@ -54,13 +55,20 @@ if born == nil or epoch[2] ~= run then
   new_epoch = 1
 end
 
+local function words(text)
+  local w = {}
+  for part in string.gmatch(text, '%S+') do
+    w[#w + 1] = tonumber(part) or part
+  end
+  return w
+end
+
 local lease = tonumber(ARGV[2])
 local nparams = tonumber(ARGV[3])
 local params = {}
 for j = 1, nparams do
-  local o = 3 + (j - 1) * 5
-  local n, b, T, m, s = tonumber(ARGV[o + 1]), tonumber(ARGV[o + 2]), tonumber(ARGV[o + 3]),
-    tonumber(ARGV[o + 4]), tonumber(ARGV[o + 5])
+  local w = words(ARGV[3 + j])
+  local n, b, T, m, s = w[1], w[2], w[3], w[4], w[5]
   if n > 0 then
     local e = (T + m + s) / (n + 1 - b)
     params[j + 1] = {e = e, tau = (b - 1) * e + s, window = T + m}
@@ -72,12 +80,9 @@ local function expire_at(key, when_us)
 end
 
 local out = {new_epoch}
-local i = 4 + nparams * 5
 
-local function admit()
-  local n, c = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  local base = i + 2
-  i = base + 2 * n + 1
+local function admit(w)
+  local n, c = w[2], w[3]
   local probe = false
   if c > 0 then
     local ck = KEYS[c]
@@ -87,7 +92,7 @@ local function admit()
       if tonumber(st[2]) <= now and (tonumber(st[3]) or 0) <= now then
         probe = true
       else
-        out[#out + 1] = 3; out[#out + 1] = till - now; out[#out + 1] = c
+        out[#out + 1] = 3; out[#out + 1] = fmt(till - now); out[#out + 1] = c
         return
       end
     end
@@ -95,7 +100,7 @@ local function admit()
   local tats = {}
   local worst, worst_k = 0, 0
   for q = 1, n do
-    local k = tonumber(ARGV[base + 2 * q - 1])
+    local k = w[2 + 2 * q]
     local p = params[k]
     local st = redis.call('HMGET', KEYS[k], 'tat', 'cool')
     local tat, cool = tonumber(st[1]), tonumber(st[2]) or 0
@@ -106,17 +111,17 @@ local function admit()
     end
   end
   if worst > 0 then
-    out[#out + 1] = 2; out[#out + 1] = math.ceil(worst); out[#out + 1] = worst_k
+    out[#out + 1] = 2; out[#out + 1] = fmt(math.ceil(worst)); out[#out + 1] = worst_k
     return
   end
   for q = 1, n do
-    local k = tonumber(ARGV[base + 2 * q - 1])
+    local k = w[2 + 2 * q]
     local p = params[k]
     local tat = math.max(tats[q] or 0, now) + p.e
     if tats[q] == nil then
       -- A new scope's first admission stays immediate; its schedule then shifts by a random part
       -- of an interval, so that keys created together do not refill (and reach the venue) together.
-      tat = tat + p.e * tonumber(ARGV[base + 2 * q]) / 1000000
+      tat = tat + p.e * w[3 + 2 * q] / 1048576
     end
     redis.call('HSET', KEYS[k], 'tat', fmt(tat))
     local cool = tonumber(redis.call('HGET', KEYS[k], 'cool')) or 0
@@ -131,18 +136,16 @@ local function admit()
   out[#out + 1] = 0; out[#out + 1] = 0
 end
 
-local function cool()
-  local k, d = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  i = i + 3
+local function cool(w)
+  local k, d = w[2], w[3]
   local st = redis.call('HMGET', KEYS[k], 'tat', 'cool')
   local till = math.max(tonumber(st[2]) or 0, now + d)
   redis.call('HSET', KEYS[k], 'cool', fmt(till))
   expire_at(KEYS[k], math.max(till, tonumber(st[1]) or 0))
 end
 
-local function charge()
-  local k, d = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  i = i + 3
+local function charge(w)
+  local k, d = w[2], w[3]
   local st = redis.call('HMGET', KEYS[k], 'tat', 'cool')
   -- From now on, not from a tat in the past: a charge must not be swallowed by idle time.
   local tat = math.max(tonumber(st[1]) or 0, now) + d
@@ -150,9 +153,8 @@ local function charge()
   expire_at(KEYS[k], math.max(tat, tonumber(st[2]) or 0))
 end
 
-local function open_circuit()
-  local c, d, p = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
-  i = i + 4
+local function open_circuit(w)
+  local c, d, p = w[2], w[3], w[4]
   local ck = KEYS[c]
   local st = redis.call('HMGET', ck, 'until', 'probing', 'pause')
   local till, probing, pause = tonumber(st[1]) or 0, tonumber(st[2]) or 0, tonumber(st[3])
@@ -172,32 +174,29 @@ local function open_circuit()
   expire_at(ck, till)
 end
 
-local function close_circuit()
-  local c = tonumber(ARGV[i + 1])
-  i = i + 2
-  redis.call('DEL', KEYS[c])
+local function close_circuit(w)
+  redis.call('DEL', KEYS[w[2]])
 end
 
-local function release_probe()
-  local c = tonumber(ARGV[i + 1])
-  i = i + 2
+local function release_probe(w)
+  local c = w[2]
   if redis.call('EXISTS', KEYS[c]) == 1 then
     redis.call('HSET', KEYS[c], 'probing', '0')
   end
 end
 
 local function cold_start()
-  i = i + 1
   born = 0
   redis.call('HSET', KEYS[1], 'born', '0')
 end
 
 local ops = {Z = cold_start, A = admit, C = cool, S = charge, O = open_circuit, X = close_circuit, R = release_probe}
-while i <= #ARGV do
-  local op = ops[ARGV[i]]
+for i = 4 + nparams, #ARGV do
+  local w = words(ARGV[i])
+  local op = ops[w[1]]
   if op == nil then
-    return redis.error_reply('connex-async: unknown op ' .. tostring(ARGV[i]))
+    return redis.error_reply('connex-async: unknown op ' .. tostring(w[1]))
   end
-  op()
+  op(w)
 end
-return out
+return table.concat(out, ' ')

@@ -40,11 +40,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import secrets
 import time
 from collections import deque
 from importlib import resources
+from random import getrandbits
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -69,6 +69,7 @@ MAX_BATCH = 256
 #: Operations kept for the next call while Redis is down (cooldowns, charges), at most.
 MAX_HELD_OPS = 10_000
 _US = 1_000_000
+_PROBE_LEASE_US = round(PROBE_LEASE * _US)
 
 
 def load_script() -> str:
@@ -107,14 +108,11 @@ class RedisScope:
     def __init__(self, key: str, limit: RateLimit) -> None:
         self.key = key
         self.limit = limit
-        #: N, b, T, m, s as the script reads them (microseconds).
+        #: "N b T m s" as the script reads them (microseconds), encoded once.
         self.params = (
-            limit.count,
-            limit.burst,
-            round(limit.period * _US),
-            round(limit.margin * _US),
-            round(limit.slack * _US),
-        )
+            f"{limit.count} {limit.burst} {round(limit.period * _US)} {round(limit.margin * _US)} "
+            f"{round(limit.slack * _US)}"
+        ).encode()
         self.charged_until = 0.0  # time.monotonic(): stalls up to here are charged already
         self.gate: _Gate | None = None
 
@@ -174,6 +172,7 @@ class RedisLimiter(LimiterBackend):
         self._down_until = 0.0  # time.monotonic(): admissions fail fast until then
         self._down_reason = ""
         self._backoff = reconnect_backoff[0]
+        self._nonce = secrets.token_hex(8)  # names the epoch this process would begin, if one begins
         self._circuits: dict[CircuitKey, float] = {}  # known open, time.monotonic() until
         self.calls = 0  # script calls made (the batching's effect, for tests and benchmarks)
         self.asked = 0  # admissions asked for (granted or refused)
@@ -355,7 +354,7 @@ class RedisLimiter(LimiterBackend):
         """
         if self._script is None:
             await self.open()
-        await self._call([secrets.token_hex(8), round(PROBE_LEASE * _US), 0, "Z"], [self._epoch_key])
+        await self._call([self._nonce, _PROBE_LEASE_US, 0, "Z"], [self._epoch_key])
 
     # -- the batch ---------------------------------------------------------------------------
 
@@ -383,32 +382,30 @@ class RedisLimiter(LimiterBackend):
     async def _run(self, batch: list[_Admission | tuple[Any, ...]]) -> None:
         keys = [self._epoch_key]
         index: dict[str, int] = {self._epoch_key: 1}
-        params: list[int] = []
-        ops: list[Any] = []
+        params: list[bytes] = []
+        ops: list[str] = []
 
-        def ref(key: str, limit_params: tuple[int, ...] | None = None) -> int:
+        def ref(key: str, limit_params: bytes | None = None) -> int:
             found = index.get(key)
             if found is None:
                 keys.append(key)
                 found = index[key] = len(keys)
-                params.extend(limit_params or (0, 0, 0, 0, 0))
+                params.append(limit_params or b"0")
             elif limit_params is not None:  # first seen by a cooldown or a charge: no limit yet
-                at = (found - 2) * 5
-                params[at : at + 5] = limit_params
+                params[found - 2] = limit_params
             return found
 
         admissions: list[_Admission] = []
         for item in batch:
             if isinstance(item, _Admission):
-                self.asked += 1
                 admissions.append(item)
                 circuit = 0 if item.circuit is None else ref(item.circuit)
-                ops += ("A", len(item.scopes), circuit)
-                for scope in item.scopes:
-                    ops += (ref(scope.key, scope.params), random.randrange(_US))
+                refs = " ".join(f"{ref(scope.key, scope.params)} {getrandbits(20)}" for scope in item.scopes)
+                ops.append(f"A {len(item.scopes)} {circuit} {refs}")
             else:
-                ops += (item[0], ref(item[1]), *item[2:])
-        result = await self._call([secrets.token_hex(8), round(PROBE_LEASE * _US), len(keys) - 1, *params, *ops], keys)
+                ops.append(" ".join(map(str, (item[0], ref(item[1]), *item[2:]))))
+        self.asked += len(admissions)
+        result = await self._call([self._nonce, _PROBE_LEASE_US, len(keys) - 1, *params, *ops], keys)
         self._backoff = self.reconnect_backoff[0]
         if result[0]:
             self.epochs_seen += 1
@@ -439,8 +436,8 @@ class RedisLimiter(LimiterBackend):
         if script is None:
             raise LimiterUnavailableError("the Redis limiter is not open: `async with RedisLimiter(url)`")
         self.calls += 1
-        result: list[int] = await script(keys=keys, args=argv)
-        return result
+        reply: bytes = await script(keys=keys, args=argv)
+        return [int(part) for part in reply.split()]
 
     def _went_down(self, exc: Exception, batch: list[_Admission | tuple[Any, ...]]) -> None:
         self._down_reason = _reason(exc)
