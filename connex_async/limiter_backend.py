@@ -125,6 +125,14 @@ class LimiterBackend(abc.ABC):
     def open_circuits(self) -> dict[CircuitKey, float]:
         """``circuit -> seconds until it closes`` for every circuit known open (locally)."""
 
+    def stale_after(self, scopes: tuple[Any, ...]) -> float | None:
+        """How late after its admission a request may still be written (``None``: any time).
+
+        A local backend needs no limit: a stall of this process also stops its admissions, and the
+        late-write charge restores the bound. A shared one does (:mod:`connex_async.send_ticket`).
+        """
+        return None
+
     @abc.abstractmethod
     def discard(self, key: ScopeKey) -> None:
         """Forget one scope's local handle (its state, if shared, stays where it lives)."""

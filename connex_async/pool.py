@@ -50,7 +50,7 @@ from connex_async.limits import LimiterRegistry
 from connex_async.metrics import AttemptEvent, Metrics
 from connex_async.rate_limit import RateLimit
 from connex_async.retry import RetryPolicy
-from connex_async.send_ticket import DatedRequest, SendTicket, sending
+from connex_async.send_ticket import DatedRequest, SendTicket, StaleAdmission, sending
 from connex_async.signing import ParamValue, SignedRequest, encode_query, normalize_params
 from connex_async.venues.base import Endpoint, RawResponse, Venue
 
@@ -69,6 +69,9 @@ def _where(venue: Venue, endpoint: Endpoint[Any], label: str | None) -> dict[str
 def _host_of(base_url: str) -> str:
     return urlsplit(base_url).netloc
 
+
+#: A call whose admissions go stale before the write this many times in a row gives up.
+MAX_STALE_ADMISSIONS = 3
 
 #: After a failed clock measurement, sign with the local clock this long before measuring again.
 CLOCK_RETRY_SECONDS = 30.0
@@ -227,8 +230,9 @@ class SessionPool:
         circuit = (venue.name, host)
         url = base_url.rstrip("/") + endpoint.path
         call = _current_call.get()
-        attempt = 0
+        attempt = stale = 0
         clock_resynced = False
+        stale_after = self.limiter.stale_after(scopes)
         while True:
             attempt += 1
             waited, started, probe = 0.0, time.perf_counter(), False
@@ -238,7 +242,7 @@ class SessionPool:
                     # or the delay would eat the limiter's jitter margin.
                     await self._first_clock_sync(venue, base_url)
                 waited, asked_at, probe = await self._admit(scopes, circuit, venue, endpoint, label)
-                ticket = SendTicket(self.limiter, scopes, asked_at) if scopes else None
+                ticket = SendTicket(self.limiter, scopes, asked_at, stale_after) if scopes else None
                 try:
                     signed = self._sign(venue, base_url, params, credentials if endpoint.signed else None)
                     started = time.perf_counter()
@@ -266,6 +270,21 @@ class SessionPool:
                     clock_resynced = True
                     continue
                 await self._recover(err, attempt, venue, circuit, endpoint, scopes)
+                continue
+            except StaleAdmission as exc:
+                # Not written: the slot is lost, not the call. Ask again (a loop that keeps stalling
+                # this long is a fault to report, not to retry forever).
+                if probe:
+                    self.limiter.release_probe(circuit)
+                attempt -= 1
+                stale += 1
+                logger.warning("%s/%s portfolio=%s not sent: %s; admitted again", venue.name, endpoint.name, label, exc)
+                if stale >= MAX_STALE_ADMISSIONS:
+                    raise LimiterTimeoutError(
+                        f"admission went stale {stale} times before the write: the event loop is stalling",
+                        waited=0.0,
+                        **_where(venue, endpoint, label),
+                    ) from None
                 continue
             except BaseException:
                 if probe:  # cancelled (or a bug) while probing: the next request may probe instead

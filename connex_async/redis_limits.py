@@ -240,6 +240,10 @@ class RedisLimiter(LimiterBackend):
             found = self._scopes[key] = RedisScope(f"{self._prefix}:s:{venue}:{group}:{name}", limit)
         return found
 
+    def stale_after(self, scopes: tuple[Any, ...]) -> float | None:
+        """Half the tightest scope's window: later, the N admissions after it may all be out already."""
+        return min((scope.limit.window / 2 for scope in scopes), default=None)
+
     def discard(self, key: ScopeKey) -> None:
         """Forget the local handle; the shared state expires in Redis on its own once drained."""
         self._scopes.pop(key, None)

@@ -19,6 +19,12 @@ holds between write times: the margin has to cover only what happens after the w
 
 With the Redis backend the admission happens in Redis; the ticket is dated when the admission was
 *asked for* (before the round trip), so a reply read late by a stalled loop still counts as lag.
+And the charge is not always enough there: while this process stalls, *other* processes go on
+being admitted, and a request written after the N admissions that follow it would share a window
+with all of them, which no later charge undoes. So a shared backend sets ``stale_after`` (half the
+tightest scope's window): a request about to be written later than that is not written at all
+(:class:`StaleAdmission`) and the pool asks for a new admission. Up to it, the charge keeps any N+1
+writes at least ``T + m`` apart, less the slack and the allowance (``redis_limits.py``).
 """
 
 from __future__ import annotations
@@ -32,23 +38,37 @@ from aiohttp.connector import Connection
 
 from connex_async.limiter_backend import LimiterBackend
 
-__all__ = ["LATE_SEND_ALLOWANCE", "DatedRequest", "SendTicket", "sending"]
+__all__ = ["LATE_SEND_ALLOWANCE", "DatedRequest", "SendTicket", "StaleAdmission", "sending"]
 
 #: Lateness up to this many seconds is left to the margin (default 25 ms); only the excess is
 #: charged. Charging every request its usual 0.1-1 ms would cost up to 2% of a 20/s limit.
 LATE_SEND_ALLOWANCE = 0.005
 
 
+class StaleAdmission(Exception):  # a signal between the request and the pool, not a user-facing error
+    """The request was about to be written too long after its admission: it was not written."""
+
+
 class SendTicket:
     """One admitted attempt on its way to the socket, and the scopes that admitted it."""
 
-    __slots__ = ("admitted_at", "backend", "lag", "scopes")
+    __slots__ = ("admitted_at", "backend", "lag", "scopes", "stale_after")
 
-    def __init__(self, backend: LimiterBackend, scopes: tuple[Any, ...], admitted_at: float) -> None:
+    def __init__(
+        self, backend: LimiterBackend, scopes: tuple[Any, ...], admitted_at: float, stale_after: float | None = None
+    ) -> None:
         self.admitted_at = admitted_at  # time.monotonic()
         self.backend = backend
         self.scopes = scopes
+        self.stale_after = stale_after
         self.lag: float | None = None  # seconds from admission to write, once written
+
+    def check_fresh(self) -> None:
+        """Raise :class:`StaleAdmission` if writing now would come ``stale_after`` s after admission."""
+        if self.stale_after is not None and self.lag is None:
+            late = time.monotonic() - self.admitted_at
+            if late > self.stale_after:
+                raise StaleAdmission(f"admitted {late * 1000:.0f} ms ago (limit {self.stale_after * 1000:.0f} ms)")
 
     def written(self) -> None:
         """The request's bytes are in the socket: charge each scope what exceeds the allowance."""
@@ -79,8 +99,10 @@ class DatedRequest(aiohttp.ClientRequest):
     """
 
     async def send(self, conn: Connection) -> aiohttp.ClientResponse:
-        response = await super().send(conn)
         ticket = sending.get()
+        if ticket is not None:
+            ticket.check_fresh()  # the last moment before the bytes go: not written if too late
+        response = await super().send(conn)
         if ticket is not None:
             ticket.written()
         return response

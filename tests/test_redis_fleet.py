@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 import pytest
 
@@ -197,3 +198,70 @@ async def collect(poller: Poller, seconds: float) -> list[Update]:
             async for update in poller:
                 updates.append(update)
     return updates
+
+
+@pytest.mark.parametrize(
+    ("stall", "guard"),
+    [(0.15, "charge"), (0.15, None), (0.6, "re-admit"), (0.6, None)],
+    ids=["short-stall-charged", "short-stall-harness", "long-stall-readmitted", "long-stall-harness"],
+)
+async def test_a_stall_between_redis_admission_and_write_never_breaks_the_window(
+    redis_url: str, stall: float, guard: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One process stalls between its Redis admission and its write while another goes on.
+
+    Short (0.15 s, under half the 0.525 s window): the write is charged to the scope, as locally.
+    Long (0.6 s): the N admissions after it are out already, so no charge can help; the request is
+    not written and is admitted again. Without the guard (``None``) the same run must break the
+    window, or this test could not fail.
+    """
+    import connex_async.send_ticket
+    from connex_async.rate_limit import RateLimit
+
+    if guard is None and stall < 0.5:
+        monkeypatch.setattr(connex_async.send_ticket, "LATE_SEND_ALLOWANCE", float("inf"))
+    if guard is None and stall > 0.5:
+        monkeypatch.setattr(RedisLimiter, "stale_after", lambda self, scopes: None)
+    limit = RateLimit(3, 0.5)
+    async with (
+        SimulatedVenue(
+            connex_portfolios=1, zoomex_accounts=0, seed=9, jitter=0.005, limits={"connex.assets": (3, 0.5)}
+        ) as venue,
+        shared_limiters(redis_url, 2, "stall") as limiters,
+    ):
+        creds = venue.connex_credentials[0]
+        pools = [SessionPool(limiter=limiter) for limiter in limiters]
+        stalled = pools[0]
+        send, sends = stalled._send, 0
+
+        async def stalling_send(*args: Any) -> Any:  # admitted, then held up before the write
+            nonlocal sends
+            sends += 1
+            if sends == 3:  # early: the admissions that follow it must all come before the end
+                await asyncio.sleep(stall)  # this process only: the other one goes on being admitted
+            return await send(*args)
+
+        stalled._send = stalling_send  # type: ignore[method-assign]
+        running = True
+
+        async def caller(pool: SessionPool) -> None:
+            client = ConnexClient(creds, base_url=venue.base_url, pool=pool, limits={"assets": limit})
+            while running:
+                with contextlib.suppress(ConnexAsyncError):
+                    await client.get_assets()
+
+        for pool in pools:
+            await pool.open()
+        try:
+            tasks = [asyncio.create_task(caller(pool)) for pool in pools for _ in range(2)]
+            await asyncio.sleep(2.5)
+            running = False
+            await asyncio.gather(*tasks)
+        finally:
+            for pool in pools:
+                await pool.close()
+        violations = venue.stats().violations
+    if guard is None:
+        assert violations > 0  # the harness sees what an unguarded stall does
+    else:
+        assert violations == 0
