@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import signal
 import sys
 
@@ -154,3 +155,20 @@ def test_default_heartbeat_is_a_third_of_the_lease() -> None:
     m = Membership("redis://localhost", lease_ttl=9)
     assert m.heartbeat == 3
     assert m.member_id.count("-") >= 2  # host-pid-random
+
+
+async def test_leave_returns_promptly_while_heartbeats_are_in_flight(redis_url: str) -> None:
+    """Regression: with redis-py's ``socket_timeout`` its sends go through ``asyncio.wait_for``, which on
+    Python 3.11 swallows a cancellation; ``leave()`` then waited forever for a heartbeat that ran on."""
+    rng = random.Random(3)
+    other = Membership(redis_url, member_id="other", lease_ttl=1, heartbeat=0.005)  # nudges a lot
+    await other.join()
+    try:
+        for i in range(40):
+            m = Membership(redis_url, member_id=f"m{i}", lease_ttl=1, heartbeat=0.005)  # always mid-beat
+            await m.join()
+            await asyncio.sleep(rng.random() * 0.02)
+            async with asyncio.timeout(3):
+                await m.leave()
+    finally:
+        await other.leave()

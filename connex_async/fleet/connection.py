@@ -7,10 +7,12 @@ without it. Redis URLs may carry a password; :func:`redact` is the only form the
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -20,6 +22,7 @@ __all__ = [
     "DEFAULT_NAMESPACE",
     "FleetKeys",
     "RedisUnavailableError",
+    "bounded",
     "connect",
     "describe",
     "ensure_reachable",
@@ -30,6 +33,7 @@ __all__ = [
     "validate_url",
 ]
 
+T = TypeVar("T")
 DEFAULT_NAMESPACE = "connex-async"
 _SCHEMES = ("redis", "rediss", "unix")
 _QUERY_PASSWORD = re.compile(r"((?:^|[?&])password=)([^&#]*)", re.IGNORECASE)
@@ -120,17 +124,23 @@ def validate_url(url: str) -> str:
 
 
 def redis_errors() -> tuple[type[BaseException], ...]:
-    """What a call to an unreachable or restarting Redis raises (``RedisError`` and ``OSError``)."""
+    """What a call to an unreachable, slow or restarting Redis raises: ``RedisError`` and ``OSError``
+    (``TimeoutError`` included)."""
     from redis.exceptions import RedisError  # noqa: PLC0415 - redis is an optional extra
 
     return (RedisError, OSError)
 
 
-def connect(url: str, *, timeout: float = 5.0) -> Redis:
-    """A ``redis.asyncio.Redis`` for ``url`` that fails fast: one try per command, ``timeout`` s per I/O.
+def connect(url: str, *, connect_timeout: float = 5.0) -> Redis:
+    """A ``redis.asyncio.Redis`` for ``url`` that fails fast: one try per command.
 
     redis-py retries a failed command up to 10 times by default; the fleet has its own loops
     (heartbeat, stream flusher) that must see a failure promptly to keep their own schedule.
+
+    No ``socket_timeout``: with one, redis-py sends through ``asyncio.wait_for``, which on Python
+    3.11 swallows a cancellation that lands as the send completes (CPython gh-86296; measured here:
+    most cancellations of a task looping on ``PING`` were lost), so a stopped heartbeat kept
+    running. Callers bound each call with ``asyncio.timeout`` (:func:`bounded`) instead.
     """
     validate_url(url)
     try:
@@ -141,15 +151,25 @@ def connect(url: str, *, timeout: float = 5.0) -> Redis:
         raise RedisUnavailableError("the fleet needs the redis package: pip install 'connex-async[redis]'") from None
     return Redis.from_url(
         url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
+        socket_timeout=None,
+        socket_connect_timeout=connect_timeout,
         retry=Retry(NoBackoff(), 0),
     )
 
 
-async def ensure_reachable(redis: Redis, url: str) -> None:
+async def bounded(call: Awaitable[T], seconds: float) -> T:
+    """``await call``, raising ``TimeoutError`` (one of :func:`redis_errors`) after ``seconds``.
+
+    A cancelled Redis call drops its connection (redis-py disconnects on any interruption), so the
+    next call starts clean.
+    """
+    async with asyncio.timeout(seconds):
+        return await call
+
+
+async def ensure_reachable(redis: Redis, url: str, within: float = 5.0) -> None:
     """``PING`` ``redis``; :class:`RedisUnavailableError` (one line, no password) if it does not answer."""
     try:
-        await redis.ping()
+        await bounded(redis.ping(), within)
     except redis_errors() as exc:
         raise RedisUnavailableError(f"cannot reach Redis at {redact(url)}: {describe(exc, url)}") from None

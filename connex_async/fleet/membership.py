@@ -42,6 +42,7 @@ from connex_async.fleet.connection import (
     DEFAULT_NAMESPACE,
     FleetKeys,
     RedisUnavailableError,
+    bounded,
     connect,
     describe,
     ensure_reachable,
@@ -112,6 +113,7 @@ class Membership:
         "_deadlines",
         "_heartbeat_script",
         "_info",
+        "_io_timeout",
         "_leave_script",
         "_listeners",
         "_members",
@@ -149,6 +151,8 @@ class Membership:
         self.member_id = member_id
         self.lease_ttl = lease_ttl
         self.heartbeat = heartbeat
+        # A call slower than a heartbeat is as good as lost: give up and retry on schedule.
+        self._io_timeout = max(0.2, min(5.0, heartbeat))
         self._info: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid(), **(info or {})}
         self._info["lease_ms"] = round(lease_ttl * 1000)
         self._info["heartbeat_ms"] = round(heartbeat * 1000)
@@ -200,9 +204,9 @@ class Membership:
         does not answer. Returns the live members, this worker included."""
         if self._tasks:
             return self._members
-        redis = self._redis = connect(self.url, timeout=max(0.2, min(5.0, self.heartbeat)))
+        redis = self._redis = connect(self.url, connect_timeout=self._io_timeout)
         try:
-            await ensure_reachable(redis, self.url)
+            await ensure_reachable(redis, self.url, self._io_timeout)
             self._heartbeat_script = redis.register_script(_HEARTBEAT)
             self._leave_script = redis.register_script(_LEAVE)
             try:
@@ -261,9 +265,12 @@ class Membership:
     async def _beat(self) -> None:
         """One heartbeat: renew the lease, read the live set, tell the listeners if it changed."""
         assert self._heartbeat_script is not None
-        reply = await self._heartbeat_script(
-            keys=[self.keys.members, self.keys.info],
-            args=[self.member_id, round(self.lease_ttl * 1000), json.dumps(self._info), self.keys.events],
+        reply = await bounded(
+            self._heartbeat_script(
+                keys=[self.keys.members, self.keys.info],
+                args=[self.member_id, round(self.lease_ttl * 1000), json.dumps(self._info), self.keys.events],
+            ),
+            self._io_timeout,
         )
         now, flat = int(reply[0]), reply[1]
         deadlines = {_text(flat[i]): int(float(flat[i + 1])) for i in range(0, len(flat), 2)}
@@ -317,7 +324,7 @@ class Membership:
         while True:
             pubsub = self._redis.pubsub()
             try:
-                await pubsub.subscribe(self.keys.events)
+                await bounded(pubsub.subscribe(self.keys.events), self._io_timeout)
                 self._nudge.set()  # changes published while we were not subscribed: look now
                 backoff = 0.1
                 while True:
