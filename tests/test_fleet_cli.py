@@ -85,6 +85,7 @@ def test_an_unreachable_redis_is_one_line_exit_2_without_the_password(
         (["status"], "connex-async fleet status"),
         (["poll", "--credentials", str(creds), "--shard", "auto"], "connex-async poll"),
         (["poll", "--credentials", str(creds), "--output", "redis-stream"], "connex-async poll"),
+        (["poll", "--credentials", str(creds), "--shard", "1/2"], "connex-async poll"),  # for the limits
     ):
         assert main([*command, "--redis", url]) == 2
         err = capsys.readouterr().err

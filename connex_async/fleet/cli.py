@@ -218,36 +218,18 @@ async def run_fleet_poll(
 
     ``clients`` is every portfolio of the fleet (the same list in every worker). ``poller_options``
     go to :class:`~connex_async.poller.Poller` (``assets_every``, ...). Without ``stop`` the
-    function handles SIGINT and SIGTERM itself. Raises
-    :class:`~connex_async.fleet.connection.RedisUnavailableError` (one line, no password) if Redis
-    does not answer at start: the caller prints it and exits 2.
+    function handles SIGINT and SIGTERM itself. With ``options.redis`` set, Redis must answer at
+    start, else :class:`~connex_async.fleet.connection.RedisUnavailableError` (one line, no
+    password): the caller prints it and exits 2.
     """
+    if options.redis is not None:  # whatever uses it (limits, membership, stream): fail now, in one line
+        await _check_reachable(options.redis)
     member_id = default_member_id()
-    shard = options.shard
-    if isinstance(shard, Shard):
-        chosen = set(shard.select([c.label for c in clients]))
-        clients = [c for c in clients if c.label in chosen]
-        if options.redis is None and shard.count > 1:
-            err.write(f"{prog}: warning: --shard without --redis: per-IP and per-key limits are per process\n")
-    sink: Sink = JsonlSink(out)
-    if options.output == "redis-stream":
-        assert options.redis is not None  # FleetOptions checked it
-        sink = RedisStreamSink(
-            options.redis, worker=member_id, namespace=options.namespace, maxlen=options.stream_maxlen
-        )
-    poller = Poller(() if shard == "auto" else clients, **(poller_options or {}))
-    worker: FleetWorker | None = None
-    if shard == "auto":
-        assert options.redis is not None
-        membership = Membership(
-            options.redis,
-            namespace=options.namespace,
-            member_id=member_id,
-            lease_ttl=options.lease_ttl,
-            heartbeat=options.heartbeat,
-            info={"egress_id": options.egress_id} if options.egress_id else None,
-        )
-        worker = FleetWorker(clients, poller, membership)
+    if isinstance(options.shard, Shard):
+        clients = _static_share(clients, options.shard, options.redis is not None, err, prog)
+    sink = _sink(options, member_id, out)
+    poller = Poller(() if options.shard == "auto" else clients, **(poller_options or {}))
+    worker = FleetWorker(clients, poller, _membership(options, member_id)) if options.shard == "auto" else None
     signals: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
     if stop is None:
         stop = asyncio.Event()
@@ -261,6 +243,42 @@ async def run_fleet_poll(
         f"({in_flight} in flight at stop)" + (f", {worker.rebalances} rebalances" if worker else "") + "\n"
     )
     return 0
+
+
+def _static_share(
+    clients: Sequence[BaseClient], shard: Shard, shared_limits: bool, err: TextIO, prog: str
+) -> list[BaseClient]:
+    chosen = set(shard.select([c.label for c in clients]))
+    if not shared_limits and shard.count > 1:
+        err.write(f"{prog}: warning: --shard without --redis: per-IP and per-key limits are per process\n")
+    return [c for c in clients if c.label in chosen]
+
+
+def _sink(options: FleetOptions, member_id: str, out: TextIO) -> Sink:
+    if options.output != "redis-stream":
+        return JsonlSink(out)
+    assert options.redis is not None  # FleetOptions checked it
+    return RedisStreamSink(options.redis, worker=member_id, namespace=options.namespace, maxlen=options.stream_maxlen)
+
+
+def _membership(options: FleetOptions, member_id: str) -> Membership:
+    assert options.redis is not None  # FleetOptions checked it
+    return Membership(
+        options.redis,
+        namespace=options.namespace,
+        member_id=member_id,
+        lease_ttl=options.lease_ttl,
+        heartbeat=options.heartbeat,
+        info={"egress_id": options.egress_id} if options.egress_id else None,
+    )
+
+
+async def _check_reachable(url: str) -> None:
+    redis = connect(url)
+    try:
+        await ensure_reachable(redis, url)
+    finally:
+        await redis.aclose()
 
 
 async def _run(
