@@ -127,7 +127,9 @@ def add_fleet_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--namespace", metavar="NS", type=namespace_type, default=DEFAULT_NAMESPACE, help="key prefix in Redis"
     )
-    group.add_argument("--egress-id", metavar="ID", type=egress_id_type, help="this machine's outbound IP identity")
+    group.add_argument(
+        "--egress-id", metavar="ID", type=egress_id_type, help="this machine's outbound IP identity, for per-IP limits"
+    )
     group.add_argument(
         "--shard",
         metavar="i/n|auto",

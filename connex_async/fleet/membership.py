@@ -184,10 +184,6 @@ class Membership:
         """Redis ``TIME`` (ms) of the last successful heartbeat."""
         return self._now_ms
 
-    def deadline_ms(self, member: str) -> int | None:
-        """When ``member``'s lease ends, in Redis ``TIME`` ms, as of the last heartbeat."""
-        return self._deadlines.get(member)
-
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener(members)`` on every change of the live set (from the heartbeat task)."""
         self._listeners.append(listener)
