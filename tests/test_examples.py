@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 from decimal import Decimal
@@ -30,7 +31,7 @@ def run_example(name: str, *args: str, timeout: float = 20) -> subprocess.Comple
 
 def test_every_example_is_tested() -> None:
     names = {p.name for p in EXAMPLES.glob("*.py")}
-    assert names == {"equity_alert_bot.py", "fanout_jsonl.py", "throughput.py"}
+    assert names == {"equity_alert_bot.py", "fanout_jsonl.py", "fleet_consumer.py", "throughput.py"}
 
 
 def test_equity_alert_bot_triggers() -> None:
@@ -80,6 +81,31 @@ def test_throughput() -> None:
     assert " requests/s), latency p50 <= " in summary
     assert " retries " in summary
     assert summary.endswith("simulator violations 0")
+
+
+def test_fleet_consumer_reads_and_acknowledges_the_whole_stream(redis_url: str) -> None:
+    import redis
+
+    proc = run_example("fleet_consumer.py", "--demo", "--redis", redis_url, "--group", "risk")
+    lines = proc.stdout.splitlines()
+    summary = lines[-1]
+    m = re.fullmatch(
+        r"summary: (\d+) updates consumed and acknowledged from 1 worker\(s\), 25 portfolios, pending 0", summary
+    )
+    assert m is not None, summary
+    assert len(lines) - 1 == int(m[1]) > 25
+    for line in lines[:-1]:
+        if " equity " in line:
+            Decimal(line.rsplit(" ", 1)[1])  # an exact decimal, never a float's repr
+        assert " ERROR " not in line
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert client.xlen("connex-async:fleet:updates") == int(m[1])  # every entry, exactly once
+        (group,) = client.xinfo_groups("connex-async:fleet:updates")
+        assert (group["name"], group["pending"], group["lag"]) == (b"risk", 0, 0)
+    finally:
+        client.close()
+    assert "updates written, 0 dropped" in proc.stderr
 
 
 async def test_leaving_the_update_loop_early_stops_the_poller() -> None:
