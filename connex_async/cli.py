@@ -13,12 +13,11 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-import msgspec
-
 from connex_async.client import BaseClient
 from connex_async.config import ConfigError, PortfolioConfig, load_portfolios
 from connex_async.dashboard import Dashboard
-from connex_async.poller import Poller, Update
+from connex_async.jsonl import update_to_json
+from connex_async.poller import Poller
 from connex_async.pool import SessionPool
 from connex_async.venues.connex.client import DEFAULT_BASE_URL as CONNEX_URL
 from connex_async.venues.connex.client import ConnexClient
@@ -26,28 +25,6 @@ from connex_async.venues.zoomex.client import DEFAULT_BASE_URL as ZOOMEX_URL
 from connex_async.venues.zoomex.client import ZoomexClient
 
 __all__ = ["main", "run_demo", "update_to_json"]
-
-_JSON = msgspec.json.Encoder(decimal_format="string")
-
-
-def update_to_json(update: Update) -> bytes:
-    """One update as a JSON line: amounts as strings, errors as type and message."""
-    error = None
-    if update.error is not None:
-        error = {"type": type(update.error).__name__, "message": str(update.error)}
-    return _JSON.encode(
-        {
-            "portfolio": update.portfolio,
-            "venue": update.venue,
-            "endpoint": update.endpoint,
-            "ok": update.ok,
-            "fetched_at": update.fetched_at,
-            "latency_ms": round(update.latency * 1000, 3),
-            "attempts": update.attempts,
-            "error": error,
-            "data": update.data,
-        }
-    )
 
 
 async def _consume(

@@ -31,9 +31,17 @@ import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 
-from connex_async import AttemptEvent, ConnexClient, Credentials, Poller, SessionPool, ZoomexClient
-from connex_async.client import BaseClient
-from connex_async.config import ConfigError, load_portfolios
+from connex_async import (
+    AttemptEvent,
+    BaseClient,
+    ConfigError,
+    ConnexClient,
+    Credentials,
+    Poller,
+    SessionPool,
+    ZoomexClient,
+    load_portfolios,
+)
 from connex_async.testing import SimulatedVenue
 
 Keys = list[tuple[str, Credentials]]  # (venue, credentials)

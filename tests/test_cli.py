@@ -80,7 +80,13 @@ def test_demo_plain_lines_when_not_a_tty() -> None:
     assert proc.returncode == 0, proc.stderr
     assert not ANSI.search(proc.stdout)
     lines = [line for line in proc.stdout.splitlines() if line]
-    assert re.fullmatch(r"\[\s*\d+\.\ds\] \d+ portfolios, \d+ updates, \d+ errors, p50 [\d.]+ ms", lines[0])
+    progress = (
+        r"\[\s*\d+\.\ds\] \d+ of 50 portfolios polled \(40 ConneX \+ 10 Zoomex\): [\d,]+ updates?, 0 errors, "
+        r"p50 [\d.]+ ms"
+    )
+    assert re.fullmatch(progress, lines[0]), lines[0]
+    assert re.fullmatch(r"\[\s*\d+\.\ds\] 50 of 50 portfolios polled .*", lines[-2]), lines[-2]
+    assert not re.search(r"\b1 (portfolios|updates)\b", proc.stdout)  # "1 update", never "1 updates"
     summary = lines[-1]
     assert summary.startswith("summary: ")
     assert "errors 0," in summary
