@@ -268,7 +268,7 @@ def _add_poll(sub: argparse._SubParsersAction[CommandParser]) -> None:
     poll = sub.add_parser(
         "poll",
         help="poll real portfolios from a credentials file or the environment",
-        description="Poll the balances and positions of every portfolio in a credentials file (or the "
+        description="Poll the balances and positions of every portfolio in a credentials file (or the\n"
         "environment) until --duration passes or Ctrl-C. Exit status 1 if no poll succeeded.",
         epilog=ENVIRONMENT,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -336,8 +336,8 @@ def build_parser() -> CommandParser:
     """The ``connex-async`` parser: ``demo``, ``poll``, ``serve``."""
     parser = CommandParser(
         prog="connex-async",
-        description="Poll balances and positions of many ConneX and Zoomex sub-portfolios within the venues' "
-        "rate limits, with exact decimal amounts.",
+        description="Poll balances and positions of many ConneX and Zoomex sub-portfolios within the\n"
+        "venues' rate limits, with exact decimal amounts.",
         epilog=ENVIRONMENT,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
