@@ -28,13 +28,10 @@ from connex_async.config import load_file
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"^```(\w*)\n(.*?)^```$", README, re.MULTILINE | re.DOTALL)
+SECTIONS = {body: re.findall(r"^## (.+)$", README[: README.index(body)], re.MULTILINE)[-1] for _, body in BLOCKS}
 PYTHON = [body for lang, body in BLOCKS if lang == "python"]
 PROGRAMS = [body for body in PYTHON if "def test_" not in body]
 TEST_FILES = [body for body in PYTHON if "def test_" in body]
-
-
-def first_line(body: str) -> str:
-    return next(line for line in body.splitlines() if line.strip() and not line.startswith(("import", "from")))
 
 
 def user_env() -> dict[str, str]:
@@ -46,7 +43,7 @@ def test_the_readme_has_the_snippets_this_file_expects() -> None:
     assert {lang for lang, _ in BLOCKS} <= {"python", "sh", "toml", ""}
 
 
-@pytest.mark.parametrize("body", PROGRAMS, ids=[first_line(b)[:40] for b in PROGRAMS])
+@pytest.mark.parametrize("body", PROGRAMS, ids=[SECTIONS[b] for b in PROGRAMS])
 def test_each_python_snippet_runs_as_written(body: str, tmp_path: Path) -> None:
     script = tmp_path / "snippet.py"
     script.write_text(body)
