@@ -210,7 +210,7 @@ def test_poll_exits_1_and_says_why_when_every_poll_fails(
     monkeypatch.setenv("CONNEX_API_SECRET", "s")
     port = closed_port()
     argv = ["poll", "--base-url", f"http://127.0.0.1:{port}", "--positions-every", "off"]
-    status, out, err = run(capsys, *argv, "--duration", "4.5")
+    status, out, err = run(capsys, *argv, "--duration", "5")  # a failing poll takes <= 3.5 s of backoff
     assert status == 1
     assert "failing: connex (ConneX): TransportError: ClientConnectorError" in out  # the reason, per portfolio
     assert out.strip().splitlines()[-1].startswith("summary: ")
