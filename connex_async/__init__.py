@@ -2,9 +2,16 @@
 
 Every request is signed, limited per key by a window-safe limiter, retried when that can help,
 and decoded into exact ``Decimal`` amounts. See the README for the picture.
+
+The public API is what this module exports (``__all__``), plus :mod:`connex_async.testing` (the
+simulated venues and the pytest fixture) and :mod:`connex_async.prometheus` (the metrics exporter).
+Other modules are internal and may change.
 """
 
+from connex_async.client import BaseClient
+from connex_async.config import ConfigError, PortfolioConfig, load_portfolios
 from connex_async.credentials import Credentials
+from connex_async.dashboard import equity_of, upnl_of
 from connex_async.errors import (
     APIError,
     AuthenticationError,
@@ -21,9 +28,19 @@ from connex_async.errors import (
     TimestampError,
     TransportError,
 )
+from connex_async.jsonl import update_to_json
 from connex_async.limits import RateLimit
-from connex_async.metrics import AttemptEvent, MetricsSnapshot
-from connex_async.poller import PollCancelledError, Poller, PollerStats, Update
+from connex_async.metrics import AttemptEvent, EndpointSnapshot, MetricsSnapshot
+from connex_async.poller import (
+    AssetsUpdate,
+    PollCancelledError,
+    Poller,
+    PollerStats,
+    PollUpdate,
+    PositionsUpdate,
+    Update,
+    WalletUpdate,
+)
 from connex_async.pool import SessionPool
 from connex_async.retry import RetryPolicy
 from connex_async.venues.connex.client import ConnexClient
@@ -35,23 +52,30 @@ __all__ = [
     "APIError",
     "Asset",
     "AssetsPage",
+    "AssetsUpdate",
     "AttemptEvent",
     "AuthenticationError",
     "BadRequestError",
+    "BaseClient",
     "CircuitOpenError",
+    "ConfigError",
     "ConnexAsyncError",
     "ConnexClient",
     "Credentials",
     "DecodeError",
+    "EndpointSnapshot",
     "LimiterTimeoutError",
     "LimiterUnavailableError",
     "MetricsSnapshot",
     "PermissionDeniedError",
     "PollCancelledError",
+    "PollUpdate",
     "Poller",
     "PollerStats",
+    "PortfolioConfig",
     "Position",
     "PositionSide",
+    "PositionsUpdate",
     "RateLimit",
     "RateLimitError",
     "RequestTimeoutError",
@@ -66,6 +90,11 @@ __all__ = [
     "WalletAccount",
     "WalletBalance",
     "WalletCoin",
+    "WalletUpdate",
     "ZoomexClient",
+    "equity_of",
+    "load_portfolios",
+    "update_to_json",
+    "upnl_of",
 ]
 __version__ = "0.1.0"

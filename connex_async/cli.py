@@ -1,53 +1,49 @@
-"""``connex-async``: ``demo`` (the main job on the embedded simulator), ``poll``, ``serve``."""
+"""``connex-async``: ``demo`` (the simulator, no credentials), ``poll`` (real portfolios), ``serve`` (a simulator).
+
+Each command is a subparser built by an ``_add_<command>`` function that declares its options
+(each with help text and a checker from :mod:`connex_async.cli_args`) and the function that runs it
+(``set_defaults(run=...)``). A usage error anywhere is one line on stderr and exit status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any, TextIO
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TextIO
 
-import msgspec
-
+from connex_async import __version__
+from connex_async.cli_args import CommandParser, count, http_url, interval, port, positive_float
 from connex_async.client import BaseClient
 from connex_async.config import ConfigError, PortfolioConfig, load_portfolios
-from connex_async.dashboard import Dashboard
-from connex_async.poller import Poller, Update
+from connex_async.dashboard import VENUE_NAMES, Dashboard, plural
+from connex_async.jsonl import update_to_json
+from connex_async.metrics import MetricsSnapshot
+from connex_async.poller import Poller
 from connex_async.pool import SessionPool
 from connex_async.venues.connex.client import DEFAULT_BASE_URL as CONNEX_URL
 from connex_async.venues.connex.client import ConnexClient
 from connex_async.venues.zoomex.client import DEFAULT_BASE_URL as ZOOMEX_URL
 from connex_async.venues.zoomex.client import ZoomexClient
 
-__all__ = ["main", "run_demo", "update_to_json"]
+__all__ = ["PollOptions", "build_parser", "main", "run_demo", "run_poll", "update_to_json"]
 
-_JSON = msgspec.json.Encoder(decimal_format="string")
+logger = logging.getLogger("connex_async")
 
-
-def update_to_json(update: Update) -> bytes:
-    """One update as a JSON line: amounts as strings, errors as type and message."""
-    error = None
-    if update.error is not None:
-        error = {"type": type(update.error).__name__, "message": str(update.error)}
-    return _JSON.encode(
-        {
-            "portfolio": update.portfolio,
-            "venue": update.venue,
-            "endpoint": update.endpoint,
-            "ok": update.ok,
-            "fetched_at": update.fetched_at,
-            "latency_ms": round(update.latency * 1000, 3),
-            "attempts": update.attempts,
-            "error": error,
-            "data": update.data,
-        }
-    )
+ENVIRONMENT = """\
+environment (read when --credentials is not given):
+  CONNEX_API_KEY, CONNEX_API_SECRET   one ConneX portfolio (label: CONNEX_LABEL, default "connex")
+  ZOOMEX_API_KEY, ZOOMEX_API_SECRET   one Zoomex account (label: ZOOMEX_LABEL, default "zoomex")
+"""
 
 
 async def _consume(
@@ -91,17 +87,32 @@ async def _consume(
                 loop.remove_signal_handler(sig)
 
 
+def _summary(dashboard: Dashboard, metrics: MetricsSnapshot, elapsed: float, extra: str) -> str:
+    """The last line of ``demo`` and ``poll``: requests, updates, latency, retries, errors, ``extra``."""
+    endpoints = list(metrics.endpoints.values())
+    p50 = max((e.latency_p50 for e in endpoints), default=0.0)
+    p99 = max((e.latency_p99 for e in endpoints), default=0.0)
+    errors = f"errors {dashboard.errors}" + (f" ({dashboard.errors_by_class()})" if dashboard.errors else "")
+    return (
+        f"summary: {metrics.requests} requests in {elapsed:.1f}s ({metrics.requests / max(elapsed, 1e-9):.0f} req/s), "
+        f"{dashboard.updates} updates, poll latency p50 {dashboard.quantile(0.5) * 1000:.1f} ms "
+        f"p99 {dashboard.quantile(0.99) * 1000:.1f} ms, HTTP latency (slowest endpoint) p50 ≈{p50 * 1000:.1f} ms "
+        f"p99 ≈{p99 * 1000:.1f} ms, retries {metrics.retries}, cooldowns {metrics.cooldowns}, {errors}{extra}"
+    )
+
+
 async def run_demo(
     portfolios: int = 300,
     zoomex: int = 50,
     duration: float = 15.0,
     seed: int = 7,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
     fmt: str = "table",
 ) -> int:
     """Poll simulated sub-portfolios for ``duration`` s; print a summary; 0 iff no violation."""
     from connex_async.testing import SimulatedVenue  # noqa: PLC0415 - only the demo needs the simulator
 
+    out = out or sys.stdout
     async with (
         SimulatedVenue(
             connex_portfolios=portfolios, zoomex_accounts=zoomex, seed=seed, latency=0.002, jitter=0.01
@@ -112,8 +123,8 @@ async def run_demo(
             ConnexClient(c, base_url=venue.base_url, pool=pool) for c in venue.connex_credentials
         ]
         clients += [ZoomexClient(c, base_url=venue.base_url, pool=pool) for c in venue.zoomex_credentials]
-        dashboard = Dashboard()
-        title = f"connex-async demo: {portfolios} ConneX + {zoomex} Zoomex simulated portfolios at {venue.base_url}"
+        dashboard = Dashboard(expected={"connex": portfolios, "zoomex": zoomex})
+        title = f"connex-async demo: {dashboard.venue_mix()} simulated portfolios at {venue.base_url}"
         started = time.monotonic()
         async with Poller(clients, assets_every=1.0, positions_every=5.0, wallet_every=1.0) as poller:
             await _consume(poller, pool, duration, out, fmt, dashboard, title)
@@ -122,120 +133,292 @@ async def run_demo(
         stats = venue.stats()
         if fmt == "table":
             dashboard.render(out, out.isatty(), metrics, title)
-        latency = [e for e in metrics.endpoints.values()]
-        p50 = max((e.latency_p50 for e in latency), default=0.0)
-        p99 = max((e.latency_p99 for e in latency), default=0.0)
-        summary = (
-            f"\nsummary: {metrics.requests} requests in {elapsed:.1f}s ({metrics.requests / elapsed:.0f} req/s), "
-            f"{dashboard.updates} updates, poll latency p50 {dashboard.quantile(0.5) * 1000:.1f} ms "
-            f"p99 {dashboard.quantile(0.99) * 1000:.1f} ms, HTTP latency (slowest endpoint) p50 ≈{p50 * 1000:.1f} ms "
-            f"p99 ≈{p99 * 1000:.1f} ms, retries {metrics.retries}, cooldowns {metrics.cooldowns}, "
-            f"errors {dashboard.errors}, simulator violations {stats.violations}\n"
-        )
+        summary = _summary(dashboard, metrics, elapsed, f", simulator violations {stats.violations}")
         stream = sys.stderr if fmt == "jsonl" else out
-        stream.write(summary)
+        stream.write(f"\n{summary}\n")
         stream.flush()
         return 0 if stats.violations == 0 else 1
 
 
-async def run_poll(
-    portfolios: list[PortfolioConfig],
-    connex_url: str,
-    zoomex_url: str,
-    duration: float | None,
-    fmt: str,
-    out: TextIO,
-    assets_every: float,
-    positions_every: float,
-    wallet_every: float,
-) -> int:
-    """Poll real (or simulated) portfolios until ``duration`` passes or Ctrl-C."""
-    async with SessionPool() as pool:
+@dataclass(frozen=True, slots=True)
+class PollOptions:
+    """What ``connex-async poll`` does: which portfolios, where, how often, what it prints and serves."""
+
+    portfolios: list[PortfolioConfig]
+    connex_url: str = CONNEX_URL
+    zoomex_url: str = ZOOMEX_URL
+    duration: float | None = None
+    fmt: str = "table"
+    assets_every: float | None = 1.0
+    positions_every: float | None = 15.0
+    wallet_every: float | None = 1.0
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+
+    def clients(self, pool: SessionPool) -> list[BaseClient]:
+        """One client per portfolio, on ``pool``."""
         clients: list[BaseClient] = []
-        for p in portfolios:
+        for p in self.portfolios:
             if p.venue == "connex":
-                clients.append(ConnexClient(p.credentials, base_url=connex_url, pool=pool))
+                clients.append(ConnexClient(p.credentials, base_url=self.connex_url, pool=pool))
             else:
-                clients.append(ZoomexClient(p.credentials, base_url=zoomex_url, pool=pool, account_type=p.account_type))
-        dashboard = Dashboard()
-        async with Poller(
-            clients, assets_every=assets_every, positions_every=positions_every, wallet_every=wallet_every
-        ) as poller:
-            await _consume(poller, pool, duration, out, fmt, dashboard, f"connex-async poll: {len(clients)} portfolios")
-        if poller.quarantined:
-            for label, reason in poller.quarantined.items():
-                sys.stderr.write(f"quarantined {label}: {reason}\n")
+                clients.append(
+                    ZoomexClient(p.credentials, base_url=self.zoomex_url, pool=pool, account_type=p.account_type)
+                )
+        return clients
+
+    def polled_endpoints(self) -> int:
+        """How many (portfolio, endpoint) jobs these intervals give (0: nothing to poll)."""
+        on = {"assets": self.assets_every, "positions": self.positions_every, "wallet": self.wallet_every}
+        per_venue = {"connex": ("assets", "positions"), "zoomex": ("wallet",)}
+        return sum(1 for p in self.portfolios for e in per_venue[p.venue] if on[e] is not None)
+
+
+async def run_poll(options: PollOptions, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Poll until ``options.duration`` passes or Ctrl-C; 0 if any poll succeeded, else 1 (with the reason)."""
+    out, err = out or sys.stdout, err or sys.stderr
+    async with SessionPool() as pool:
+        clients = options.clients(pool)
+        poller = Poller(
+            clients,
+            assets_every=options.assets_every,
+            positions_every=options.positions_every,
+            wallet_every=options.wallet_every,
+        )
+        dashboard = Dashboard(expected=Counter(p.venue for p in options.portfolios))
+        exporter = None
+        if options.metrics_port is not None:
+            from connex_async.prometheus import PrometheusExporter  # noqa: PLC0415 - an optional extra
+
+            exporter = PrometheusExporter(pool, poller)
+            try:
+                bound = await exporter.start(options.metrics_host, options.metrics_port)
+            except OSError as exc:
+                where = f"{options.metrics_host}:{options.metrics_port}"
+                err.write(f"connex-async poll: cannot serve metrics on {where}: {exc.strerror or exc}\n")
+                return 1
+            err.write(f"connex-async poll: Prometheus metrics at http://{options.metrics_host}:{bound}/metrics\n")
+            err.flush()
+        title = f"connex-async poll: {dashboard.venue_mix()} portfolios"
+        started = time.monotonic()
+        try:
+            async with poller:
+                await _consume(poller, pool, options.duration, out, options.fmt, dashboard, title)
+                polled_for = time.monotonic() - started  # then polls in flight may finish (Poller.stop)
+        finally:
+            if exporter is not None:
+                await exporter.stop()
+        elapsed = time.monotonic() - started
+        metrics = pool.metrics.snapshot()
+    if options.fmt == "table":
+        tty = out.isatty()
+        dashboard.render(out, tty, metrics, title)
+        if not tty:  # a terminal's table shows each failing portfolio's reason; a pipe gets them here
+            out.writelines(line + "\n" for line in dashboard.failing_lines())
+    summary = _summary(dashboard, metrics, elapsed, f", quarantined {len(poller.quarantined)}")
+    stream = err if options.fmt == "jsonl" else out
+    stream.write(f"\n{summary}\n")
+    stream.flush()
+    if dashboard.ok_updates:
         return 0
+    if dashboard.updates:
+        reason = f"every poll failed ({dashboard.errors_by_class()}); last: {dashboard.last_error}"
+    else:
+        reason = f"no poll finished within {polled_for:.1f}s"
+    err.write(f"connex-async poll: {reason}\n")
+    return 1
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="connex-async", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="log INFO (-v) or DEBUG (-vv) to stderr")
-    sub = parser.add_subparsers(dest="command", required=True)
+# -- the command line ---------------------------------------------------------------------------
 
-    demo = sub.add_parser("demo", help="poll simulated sub-portfolios (no credentials, no network)")
-    demo.add_argument("--portfolios", type=int, default=300, help="ConneX sub-portfolios (default 300)")
-    demo.add_argument("--zoomex", type=int, default=50, help="Zoomex accounts (default 50)")
-    demo.add_argument("--duration", type=float, default=15.0, help="seconds to poll (default 15)")
-    demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--format", choices=("table", "jsonl"), default="table")
 
-    poll = sub.add_parser("poll", help="poll real portfolios from a credentials file or the environment")
-    poll.add_argument("--credentials", metavar="FILE", help="JSON or TOML file (default: environment variables)")
-    poll.add_argument("--base-url", help="one base URL for both venues (e.g. a simulator)")
-    poll.add_argument("--connex-url", default=CONNEX_URL)
-    poll.add_argument("--zoomex-url", default=ZOOMEX_URL)
-    poll.add_argument("--format", choices=("table", "jsonl"), default="table")
-    poll.add_argument("--duration", type=float, default=None, help="stop after N seconds (default: until Ctrl-C)")
-    poll.add_argument("--assets-every", type=float, default=1.0)
-    poll.add_argument("--positions-every", type=float, default=15.0)
-    poll.add_argument("--wallet-every", type=float, default=1.0)
+def _verbosity(parser: argparse.ArgumentParser, dest: str) -> None:
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        dest=dest,
+        action="count",
+        default=0,
+        help="log INFO (-v) or one DEBUG line per HTTP attempt (-vv) to stderr",
+    )
 
-    sub.add_parser("serve", help="run the simulator (see `connex-async serve --help`)", add_help=False)
+
+def _add_demo(sub: argparse._SubParsersAction[CommandParser]) -> None:
+    demo = sub.add_parser(
+        "demo",
+        help="poll simulated sub-portfolios (no credentials, no network)",
+        description="Poll simulated ConneX and Zoomex sub-portfolios on an embedded simulator, then print a "
+        "summary. Exit status 1 if the simulator counted a rate-limit violation.",
+    )
+    _verbosity(demo, "sub_verbose")
+    demo.add_argument("--portfolios", type=count, default=300, help="ConneX sub-portfolios (default 300)")
+    demo.add_argument("--zoomex", type=count, default=50, help="Zoomex accounts (default 50)")
+    demo.add_argument("--duration", type=positive_float, default=15.0, help="seconds to poll (default 15)")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the simulated keys and data (default 7)")
+    demo.add_argument(
+        "--format",
+        choices=("table", "jsonl"),
+        default="table",
+        help="table: a live table on a terminal, progress lines otherwise; jsonl: one JSON object per update",
+    )
+    demo.set_defaults(run=_run_demo, parser=demo)
+
+
+def _add_poll(sub: argparse._SubParsersAction[CommandParser]) -> None:
+    poll = sub.add_parser(
+        "poll",
+        help="poll real portfolios from a credentials file or the environment",
+        description="Poll the balances and positions of every portfolio in a credentials file (or the\n"
+        "environment) until --duration passes or Ctrl-C. Exit status 1 if no poll succeeded.",
+        epilog=ENVIRONMENT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _verbosity(poll, "sub_verbose")
+    poll.add_argument(
+        "--credentials",
+        metavar="FILE",
+        help="JSON or TOML file, one entry per portfolio (default: the environment variables below)",
+    )
+    poll.add_argument(
+        "--base-url", type=http_url, metavar="URL", help="one base URL for both venues (e.g. a simulator)"
+    )
+    poll.add_argument(
+        "--connex-url", type=http_url, default=CONNEX_URL, metavar="URL", help=f"ConneX base URL (default {CONNEX_URL})"
+    )
+    poll.add_argument(
+        "--zoomex-url", type=http_url, default=ZOOMEX_URL, metavar="URL", help=f"Zoomex base URL (default {ZOOMEX_URL})"
+    )
+    poll.add_argument(
+        "--format",
+        choices=("table", "jsonl"),
+        default="table",
+        help="table: a live table on a terminal, progress lines otherwise; jsonl: one JSON object per update "
+        "(amounts as strings), the summary on stderr",
+    )
+    poll.add_argument(
+        "--duration", type=positive_float, metavar="SECONDS", help="stop after this many seconds (default: at Ctrl-C)"
+    )
+    for endpoint, default in (("assets", "1"), ("positions", "15"), ("wallet", "1")):
+        venue = "Zoomex" if endpoint == "wallet" else "ConneX"
+        poll.add_argument(
+            f"--{endpoint}-every",
+            type=interval,
+            default=float(default),
+            metavar="SECONDS|off",
+            help=f"seconds between {venue} {endpoint} polls of each portfolio, or off (default {default})",
+        )
+    poll.add_argument(
+        "--metrics-port",
+        type=port,
+        metavar="PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (needs: pip install 'connex-async[prometheus]')",
+    )
+    poll.add_argument(
+        "--metrics-host", default="127.0.0.1", metavar="HOST", help="address for --metrics-port (default 127.0.0.1)"
+    )
+    poll.set_defaults(run=_run_poll, parser=poll)
+
+
+def _add_serve(sub: argparse._SubParsersAction[CommandParser]) -> None:
+    from connex_async.testing.cli import add_serve_arguments, run_serve  # noqa: PLC0415 - keep startup light
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the simulated venues for other programs to poll",
+        description="Run the simulated ConneX + Zoomex venue on a real socket until Ctrl-C; print its base URL.",
+    )
+    _verbosity(serve, "sub_verbose")
+    add_serve_arguments(serve)
+    serve.set_defaults(run=run_serve, parser=serve)
+
+
+def build_parser() -> CommandParser:
+    """The ``connex-async`` parser: ``demo``, ``poll``, ``serve``."""
+    parser = CommandParser(
+        prog="connex-async",
+        description="Poll balances and positions of many ConneX and Zoomex sub-portfolios within the\n"
+        "venues' rate limits, with exact decimal amounts.",
+        epilog=ENVIRONMENT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"connex-async {__version__}")
+    _verbosity(parser, "verbose")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
+    _add_demo(sub)
+    _add_poll(sub)
+    _add_serve(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point."""
+def _run_demo(args: argparse.Namespace) -> int:
+    if args.portfolios == 0 and args.zoomex == 0:
+        args.parser.error("nothing to poll: --portfolios and --zoomex are both 0")
+    return asyncio.run(run_demo(args.portfolios, args.zoomex, args.duration, args.seed, sys.stdout, args.format))
+
+
+def _run_poll(args: argparse.Namespace) -> int:
+    parser: CommandParser = args.parser
+    if args.metrics_port is not None and importlib.util.find_spec("prometheus_client") is None:
+        parser.error("--metrics-port needs prometheus_client: pip install 'connex-async[prometheus]'")
     try:
-        return _main(argv)
+        portfolios = load_portfolios(args.credentials)
+    except ConfigError as exc:
+        parser.error(str(exc))
+    options = PollOptions(
+        portfolios,
+        connex_url=args.base_url or args.connex_url,
+        zoomex_url=args.base_url or args.zoomex_url,
+        duration=args.duration,
+        fmt=args.format,
+        assets_every=args.assets_every,
+        positions_every=args.positions_every,
+        wallet_every=args.wallet_every,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
+    )
+    if not options.polled_endpoints():
+        counts = Counter(VENUE_NAMES[p.venue] for p in portfolios)
+        mix = " and ".join(plural(n, f"{venue} portfolio") for venue, n in counts.items())
+        parser.error(f"nothing to poll: every endpoint of the {mix} is off")
+    return asyncio.run(run_poll(options))
+
+
+@contextlib.contextmanager
+def _logging(verbosity: int) -> Iterator[None]:
+    """The ``connex_async`` logger to stderr: WARNING, INFO (-v) or DEBUG (-vv); removed afterwards."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    level = logging.DEBUG if verbosity > 1 else logging.INFO if verbosity else logging.WARNING
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point: returns the exit status (2 for a usage error, printed as one line)."""
+    parser = build_parser()
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # named by the command they were given to: "connex-async poll: unrecognized ..."
+            getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else 2
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        with _logging(args.verbose + args.sub_verbose):
+            return run(args)
+    except SystemExit as exc:  # a usage error found after parsing (credentials, nothing to poll)
+        return exc.code if isinstance(exc.code, int) else 2
     except BrokenPipeError:
         # The reader went away (`connex-async poll --format jsonl | head`): stop quietly, as Unix
         # tools do; point stdout at devnull so the interpreter's final flush does not fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-
-
-def _main(argv: Sequence[str] | None) -> int:
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list[:1] == ["serve"]:
-        from connex_async.testing.cli import serve_main  # noqa: PLC0415 - only serve needs it
-
-        return serve_main(args_list[1:])
-    args = _parser().parse_args(args_list)
-    if args.verbose:
-        logging.basicConfig(level=logging.DEBUG if args.verbose > 1 else logging.INFO, stream=sys.stderr)
-    if args.command == "demo":
-        return asyncio.run(run_demo(args.portfolios, args.zoomex, args.duration, args.seed, sys.stdout, args.format))
-    try:
-        portfolios = load_portfolios(args.credentials)
-    except ConfigError as exc:
-        sys.stderr.write(f"connex-async poll: {exc}\n")
-        return 2
-    connex_url = args.base_url or args.connex_url
-    zoomex_url = args.base_url or args.zoomex_url
-    run: Any = run_poll(
-        portfolios,
-        connex_url,
-        zoomex_url,
-        args.duration,
-        args.format,
-        sys.stdout,
-        args.assets_every,
-        args.positions_every,
-        args.wallet_every,
-    )
-    return int(asyncio.run(run))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from typing import Any, Self, TypeVar
 from connex_async.credentials import Credentials
 from connex_async.limits import RateLimit
 from connex_async.pool import SessionPool
+from connex_async.retry import RetryPolicy
 from connex_async.signing import ParamValue
 from connex_async.venues.base import Endpoint, Venue
 
@@ -18,10 +19,12 @@ T = TypeVar("T")
 
 
 class BaseClient:
-    """A client for one API key on one venue.
+    """A client for one API key on one venue; the common type of :class:`ConnexClient` and :class:`ZoomexClient`.
 
-    With ``pool=None`` the client owns a private :class:`SessionPool` (made with
-    ``pool_options``) and closes it on exit; with a shared pool it closes nothing.
+    With ``pool=None`` the client owns a private :class:`SessionPool`, built from the pool options
+    (``connector_limit``, ``timeout``, ``max_queue_wait``, ``retry``, ...; ``None`` keeps the pool's
+    default), opened by ``async with client`` (or :meth:`open`) and closed on exit. With a shared
+    ``pool`` it opens and closes nothing, and the pool options must be left out.
     """
 
     venue: Venue
@@ -34,7 +37,13 @@ class BaseClient:
         base_url: str,
         pool: SessionPool | None = None,
         limits: Mapping[str, RateLimit] | None = None,
-        **pool_options: Any,
+        connector_limit: int | None = None,
+        limit_per_host: int | None = None,
+        timeout: float | None = None,
+        max_queue_wait: float | None = None,
+        retry: RetryPolicy | None = None,
+        max_body_bytes: int | None = None,
+        user_agent: str | None = None,
     ) -> None:
         if not isinstance(credentials, Credentials):
             raise TypeError("credentials must be a connex_async.Credentials")
@@ -43,12 +52,25 @@ class BaseClient:
         unknown = set(limits or {}) - set(self.endpoints)
         if unknown:
             raise ValueError(f"unknown endpoint(s) in limits: {sorted(unknown)}; known: {sorted(self.endpoints)}")
-        if pool is not None and pool_options:
-            raise ValueError("pool options apply only to a client's private pool")
+        options: dict[str, Any] = {  # the pool options given (None: the pool's default)
+            "connector_limit": connector_limit,
+            "limit_per_host": limit_per_host,
+            "timeout": timeout,
+            "max_queue_wait": max_queue_wait,
+            "retry": retry,
+            "max_body_bytes": max_body_bytes,
+            "user_agent": user_agent,
+        }
+        given = {name: value for name, value in options.items() if value is not None}
+        if pool is not None and given:
+            raise ValueError(
+                f"{', '.join(sorted(given))}: pool options apply only to a client's private pool; "
+                "set them on the shared SessionPool instead"
+            )
         self.credentials = credentials
         self.base_url = base_url.rstrip("/")
         self._owns_pool = pool is None
-        self.pool = pool if pool is not None else SessionPool(**pool_options)
+        self.pool = pool if pool is not None else SessionPool(**given)
         self.limits: dict[str, RateLimit] = {}
         for name, endpoint in self.endpoints.items():
             chosen = (limits or {}).get(name) or endpoint.default_limit
@@ -63,10 +85,14 @@ class BaseClient:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(label={self.label!r}, base_url={self.base_url!r})"
 
-    async def __aenter__(self) -> Self:
+    async def open(self) -> Self:
+        """Open the private pool, if this client owns one (``async with client`` does it for you)."""
         if self._owns_pool:
             await self.pool.open()
         return self
+
+    async def __aenter__(self) -> Self:
+        return await self.open()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -80,7 +106,12 @@ class BaseClient:
 
     async def _call(self, endpoint: Endpoint[T], params: Mapping[str, ParamValue]) -> T:
         if self._owns_pool and self.pool.closed:
-            await self.pool.open()
+            # Opening it here would leave an aiohttp session nobody closes (a ResourceWarning later).
+            name = type(self).__name__
+            raise RuntimeError(
+                f"{name}(label={self.label!r}) is not open: use `async with {name}(...) as client:`, "
+                f"or `await client.open()` and later `await client.close()`, or pass a shared pool="
+            )
         return await self.pool.request(
             self.venue,
             endpoint,

@@ -41,6 +41,13 @@ __all__ = [
     "TransportError",
 ]
 
+
+def one_line(text: str, limit: int = 200) -> str:
+    """``text`` with every run of whitespace (newlines too) made one space, cut to ``limit`` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 # Headers that could carry credentials are never kept on an error.
 _SECRET_HEADERS = frozenset(
     {"x-mbx-apikey", "signature", "nonce", "x-bapi-api-key", "x-bapi-sign", "authorization", "cookie"}
@@ -76,6 +83,11 @@ class ConnexAsyncError(Exception):
         who = f" portfolio={self.portfolio}" if self.portfolio else ""
         prefix = f"[{where}{who}] " if where or who else ""
         return f"{prefix}{self._detail()}"
+
+    @property
+    def detail(self) -> str:
+        """The message without the ``[venue/endpoint portfolio=...]`` prefix (HTTP status and code kept)."""
+        return self._detail()
 
     def _detail(self) -> str:
         return self.message

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["AttemptEvent", "EndpointSnapshot", "Histogram", "Metrics", "MetricsSnapshot"]
+__all__ = ["AttemptEvent", "EndpointSnapshot", "Histogram", "HistogramSnapshot", "Metrics", "MetricsSnapshot"]
 
 logger = logging.getLogger("connex_async")
 
@@ -49,6 +49,38 @@ class Histogram:
             if seen >= rank and n:
                 return min(_BOUNDS[i], self.max) if i < len(_BOUNDS) else self.max
         return self.max
+
+    def snapshot(self) -> HistogramSnapshot:
+        """A frozen copy of the bucket counts."""
+        return HistogramSnapshot(tuple(self.counts), self.count, self.total)
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramSnapshot:
+    """Bucket counts of a :class:`Histogram` at one moment (``counts[i]``: values in ``(b[i-1], b[i]]``)."""
+
+    counts: tuple[int, ...]
+    count: int
+    total: float
+    """The sum of every value, in seconds."""
+
+    def cumulative(self, every: int = 4) -> list[tuple[float, int]]:
+        """``(upper bound, values <= it)`` for every ``every``-th bound, then ``(inf, count)``.
+
+        Exact, not interpolated: each bound is one of the histogram's own. ``every=4`` gives the
+        powers of two from 0.1 ms to 105 s (21 bounds), what a Prometheus histogram wants.
+        """
+        out: list[tuple[float, int]] = []
+        seen = 0
+        for i, n in enumerate(self.counts[: len(_BOUNDS)]):
+            seen += n
+            if i % every == 0:
+                out.append((_BOUNDS[i], seen))
+        out.append((float("inf"), self.count))
+        return out
+
+
+_EMPTY = HistogramSnapshot((), 0, 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +127,10 @@ class EndpointSnapshot:
     """Attempts written more than ``send_ticket.LATE_SEND_ALLOWANCE`` after their admission."""
     send_lag_max: float = 0.0
     """The longest of those admission-to-write delays, in seconds (a stalled event loop)."""
+    latency: HistogramSnapshot = _EMPTY
+    """Every HTTP attempt's latency (for exporters; ``latency_p50`` / ``latency_p99`` summarize it)."""
+    limiter_wait: HistogramSnapshot = _EMPTY
+    """Every attempt's wait for its rate-limit slots."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +229,8 @@ class Metrics:
                     limiter_wait_p99=s.limiter_wait.quantile(0.99),
                     late_sends=s.late_sends,
                     send_lag_max=s.send_lag_max,
+                    latency=s.latency.snapshot(),
+                    limiter_wait=s.limiter_wait.snapshot(),
                 )
                 for key, s in self._stats.items()
             }

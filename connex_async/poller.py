@@ -29,13 +29,26 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Generic, Literal, Self, TypeAlias, TypeVar, cast
 
 from connex_async.client import BaseClient
 from connex_async.errors import AuthenticationError, ConnexAsyncError, PermissionDeniedError
 from connex_async.pool import track_call
+from connex_async.venues.connex.models import Asset, Position
+from connex_async.venues.zoomex.models import WalletBalance
 
-__all__ = ["PollCancelledError", "Poller", "PollerStats", "Update"]
+__all__ = [
+    "AssetsUpdate",
+    "PollCancelledError",
+    "PollUpdate",
+    "Poller",
+    "PollerStats",
+    "PositionsUpdate",
+    "Update",
+    "WalletUpdate",
+]
+
+T = TypeVar("T")
 
 logger = logging.getLogger("connex_async")
 
@@ -47,17 +60,19 @@ class PollCancelledError(ConnexAsyncError):
 
 
 @dataclass(frozen=True, slots=True)
-class Update:
+class Update(Generic[T]):
     """The outcome of one poll: ``data`` or ``error``, never both.
 
     ``fetched_at`` is ``time.time()`` when the poll ended; ``latency`` the wall time of the whole
-    poll (all pages, retries, limiter waits); ``attempts`` the HTTP attempts it took.
+    poll (all pages, retries, limiter waits); ``attempts`` the HTTP attempts it took. A
+    :class:`Poller` yields the typed subclasses (:data:`PollUpdate`): compare ``endpoint`` and
+    a type checker knows what ``data`` holds.
     """
 
     portfolio: str
     venue: str
     endpoint: str
-    data: Any
+    data: T | None
     error: ConnexAsyncError | None
     fetched_at: float
     latency: float
@@ -69,6 +84,37 @@ class Update:
     def ok(self) -> bool:
         """True when the poll returned data."""
         return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class AssetsUpdate(Update[list[Asset]]):
+    """A ConneX assets poll: ``data`` is every asset row of every page."""
+
+    endpoint: Literal["assets"]
+
+
+@dataclass(frozen=True, slots=True)
+class PositionsUpdate(Update[list[Position]]):
+    """A ConneX positions poll: ``data`` is the open positions (zero-size rows filtered)."""
+
+    endpoint: Literal["positions"]
+
+
+@dataclass(frozen=True, slots=True)
+class WalletUpdate(Update[WalletBalance]):
+    """A Zoomex wallet poll: ``data`` is the wallet balance of the client's account type."""
+
+    endpoint: Literal["wallet"]
+
+
+PollUpdate: TypeAlias = AssetsUpdate | PositionsUpdate | WalletUpdate
+"""What a :class:`Poller` yields. ``if update.endpoint == "assets":`` narrows it to :class:`AssetsUpdate`."""
+
+_UPDATE_TYPES: dict[str, type[Update[Any]]] = {
+    "assets": AssetsUpdate,
+    "positions": PositionsUpdate,
+    "wallet": WalletUpdate,
+}
 
 
 class _InFlight:
@@ -193,7 +239,7 @@ class Poller:
         self._clients: dict[str, BaseClient] = {}
         self._heap: list[tuple[float, int, _Job]] = []
         self._seq = itertools.count()
-        self._latest: dict[JobKey, Update] = {}
+        self._latest: dict[JobKey, PollUpdate] = {}
         self._ready: deque[JobKey] = deque()
         self._has_updates = asyncio.Event()
         self._wake = asyncio.Event()
@@ -289,7 +335,7 @@ class Poller:
     def __aiter__(self) -> Self:
         return self
 
-    async def __anext__(self) -> Update:
+    async def __anext__(self) -> PollUpdate:
         while not self._ready:
             if self._closing and not self._tasks:
                 raise StopAsyncIteration
@@ -297,13 +343,13 @@ class Poller:
             await self._has_updates.wait()
         return self._latest.pop(self._ready.popleft())
 
-    def drain(self) -> list[Update]:
+    def drain(self) -> list[PollUpdate]:
         """Every pending update, without waiting."""
         updates = [self._latest.pop(key) for key in self._ready]
         self._ready.clear()
         return updates
 
-    def _publish(self, update: Update) -> None:
+    def _publish(self, update: PollUpdate) -> None:
         key = (update.portfolio, update.endpoint)
         if key in self._latest:
             self._superseded += 1  # the consumer never saw the older one: newest wins
@@ -412,7 +458,7 @@ class Poller:
                 quarantined = job.auth_failures >= self.quarantine_after
         if quarantined:
             self._quarantine(job.client.label, error)
-        update = Update(
+        update = _UPDATE_TYPES.get(job.endpoint, Update)(
             portfolio=job.client.label,
             venue=job.client.venue.name,
             endpoint=job.endpoint,
@@ -424,7 +470,7 @@ class Poller:
             limiter_wait=limiter_wait,
             quarantined=quarantined,
         )
-        self._publish(update)
+        self._publish(cast(PollUpdate, update))
         if not job.removed and not self._closing:
             # Coalesce: a poll that overran its interval runs once more now, not once per missed tick.
             job.due = max(job.due + job.interval, now)

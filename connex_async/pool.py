@@ -44,6 +44,7 @@ from connex_async.errors import (
     RequestTimeoutError,
     TimestampError,
     TransportError,
+    one_line,
 )
 from connex_async.limiter_backend import CircuitKey, LimiterBackend, Verdict
 from connex_async.limits import LimiterRegistry
@@ -555,5 +556,5 @@ class SessionPool:
                 status,
                 latency * 1000,
                 waited * 1000,
-                f" error={error}: {err}" if err is not None else "",
+                f" error={error}: {one_line(err.detail)}" if err is not None else "",
             )

@@ -6,15 +6,19 @@ WARNING) when equity crosses below the threshold. The alert re-arms once equity 
 so a portfolio hovering at the line does not spam. Errors are typed: a failed read is logged and
 the bot keeps going.
 
+How to run it: from a clone, ``make demo`` (or ``make test``) sets up ``.venv``; use its
+interpreter, ``.venv/bin/python examples/equity_alert_bot.py`` (plain ``python`` works once the virtualenv
+is activated, or wherever connex-async is installed).
+
 Run it against the built-in simulator (no credentials, no network; the simulated market is
 fast-forwarded so that an alert fires within a few seconds)::
 
-    python examples/equity_alert_bot.py --duration 10
+    .venv/bin/python examples/equity_alert_bot.py --duration 10
 
 Run it against a real venue (keys from CONNEX_API_KEY / CONNEX_API_SECRET, and optionally
 ZOOMEX_API_KEY / ZOOMEX_API_SECRET)::
 
-    python examples/equity_alert_bot.py --base-url https://api.connex.trade \\
+    .venv/bin/python examples/equity_alert_bot.py --base-url https://api.connex.trade \\
         --zoomex-url https://openapi.zoomex.com --threshold 250000 --duration 3600
 """
 
@@ -31,9 +35,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from connex_async import ConnexAsyncError, ConnexClient, Credentials, SessionPool, ZoomexClient
-from connex_async.client import BaseClient
-from connex_async.dashboard import equity_of
+from connex_async import BaseClient, ConnexAsyncError, ConnexClient, Credentials, SessionPool, ZoomexClient, equity_of
 
 logger = logging.getLogger("equity_alert_bot")
 

@@ -6,17 +6,21 @@ amounts as strings so that nothing is rounded. A summary goes to stderr at the e
 superseded updates (newest-wins backpressure, when the consumer falls behind) and, against the
 simulator, rate-limit window violations (always 0).
 
+How to run it: from a clone, ``make demo`` (or ``make test``) sets up ``.venv``; use its
+interpreter, ``.venv/bin/python examples/fanout_jsonl.py`` (plain ``python`` works once the virtualenv
+is activated, or wherever connex-async is installed).
+
 Run it against the built-in simulator (no credentials, no network)::
 
-    python examples/fanout_jsonl.py --portfolios 200 --duration 10 > updates.jsonl
+    .venv/bin/python examples/fanout_jsonl.py --portfolios 200 --duration 10 > updates.jsonl
 
 Run it against real venues or a ``connex-async serve`` simulator, with keys from a credentials file
 (JSON or TOML, as for ``connex-async poll``) or from CONNEX_API_KEY / CONNEX_API_SECRET (and
 ZOOMEX_API_KEY / ZOOMEX_API_SECRET)::
 
-    python examples/fanout_jsonl.py --base-url http://127.0.0.1:8080 --credentials creds.json | jq .portfolio
-    python examples/fanout_jsonl.py --base-url https://api.connex.trade --zoomex-url https://openapi.zoomex.com \\
-        --credentials creds.toml > updates.jsonl
+    .venv/bin/python examples/fanout_jsonl.py --base-url http://127.0.0.1:8080 --credentials creds.json | jq .portfolio
+    .venv/bin/python examples/fanout_jsonl.py --base-url https://api.connex.trade \\
+        --zoomex-url https://openapi.zoomex.com --credentials creds.toml > updates.jsonl
 """
 
 from __future__ import annotations
@@ -29,10 +33,17 @@ import sys
 import time
 from collections.abc import AsyncIterator
 
-from connex_async import ConnexClient, Credentials, Poller, SessionPool, ZoomexClient
-from connex_async.cli import update_to_json
-from connex_async.client import BaseClient
-from connex_async.config import ConfigError, load_portfolios
+from connex_async import (
+    BaseClient,
+    ConfigError,
+    ConnexClient,
+    Credentials,
+    Poller,
+    SessionPool,
+    ZoomexClient,
+    load_portfolios,
+    update_to_json,
+)
 from connex_async.testing import SimulatedVenue
 
 Keys = list[tuple[str, Credentials]]  # (venue, credentials)

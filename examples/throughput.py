@@ -5,18 +5,24 @@ short intervals, then prints requests/s, HTTP latency p50/p99, retries, rate-lim
 the simulator's count of rate-limit window violations (which must be 0; the exit status is 1
 otherwise).
 
-It also shows the metrics hook: ``pool.metrics.subscribe(callback)`` hands every HTTP attempt to a
-callback. ``PrometheusText`` below is a tiny exporter in the Prometheus text format, written without
-any Prometheus library; swap in ``prometheus_client`` counters or OpenTelemetry instruments the same way.
+It also shows the Prometheus exporter that ``connex-async poll --metrics-port`` uses:
+``PrometheusExporter(pool, poller)`` reads the pool's and the poller's counters at each scrape, and
+``--metrics-port PORT`` serves them at ``http://127.0.0.1:PORT/metrics`` while the run lasts; the
+final exposition text is printed at the end either way. It needs the ``prometheus`` extra
+(``pip install 'connex-async[prometheus]'``; the test extra of a clone includes it).
+
+How to run it: from a clone, ``make demo`` (or ``make test``) sets up ``.venv``; use its
+interpreter, ``.venv/bin/python examples/throughput.py`` (plain ``python`` works once the virtualenv
+is activated, or wherever connex-async is installed).
 
 Run it against the built-in simulator (no credentials, no network)::
 
-    python examples/throughput.py --portfolios 500 --zoomex 50 --duration 10
+    .venv/bin/python examples/throughput.py --portfolios 500 --zoomex 50 --duration 10 --metrics-port 9464
 
 Run it against a ``connex-async serve`` simulator (keys from the file it wrote)::
 
-    connex-async serve --portfolios 500 --port 8080 --credentials-out creds.json &
-    python examples/throughput.py --base-url http://127.0.0.1:8080 --credentials creds.json
+    .venv/bin/connex-async serve --portfolios 500 --port 8080 --credentials-out creds.json &
+    .venv/bin/python examples/throughput.py --base-url http://127.0.0.1:8080 --credentials creds.json
 """
 
 from __future__ import annotations
@@ -28,43 +34,22 @@ import json
 import sys
 import time
 import urllib.request
-from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 
-from connex_async import AttemptEvent, ConnexClient, Credentials, Poller, SessionPool, ZoomexClient
-from connex_async.client import BaseClient
-from connex_async.config import ConfigError, load_portfolios
+from connex_async import (
+    BaseClient,
+    ConfigError,
+    ConnexClient,
+    Credentials,
+    Poller,
+    SessionPool,
+    ZoomexClient,
+    load_portfolios,
+)
+from connex_async.prometheus import PrometheusExporter
 from connex_async.testing import SimulatedVenue
 
 Keys = list[tuple[str, Credentials]]  # (venue, credentials)
-
-
-class PrometheusText:
-    """A metrics exporter hook: counts attempts and latency, renders the Prometheus text format."""
-
-    def __init__(self) -> None:
-        self.requests: Counter[tuple[str, str, str]] = Counter()
-        self.latency_sum: defaultdict[tuple[str, str], float] = defaultdict(float)
-        self.latency_count: Counter[tuple[str, str]] = Counter()
-
-    def __call__(self, event: AttemptEvent) -> None:
-        """Called by the pool after every HTTP attempt (keep it fast: it runs on the event loop)."""
-        outcome = event.error or "ok"
-        self.requests[(event.venue, event.endpoint, outcome)] += 1
-        self.latency_sum[(event.venue, event.endpoint)] += event.latency
-        self.latency_count[(event.venue, event.endpoint)] += 1
-
-    def render(self) -> str:
-        """What a ``/metrics`` endpoint would serve."""
-        lines = ["# TYPE connex_requests_total counter"]
-        for (venue, endpoint, outcome), n in sorted(self.requests.items()):
-            lines.append(f'connex_requests_total{{venue="{venue}",endpoint="{endpoint}",outcome="{outcome}"}} {n}')
-        lines.append("# TYPE connex_request_latency_seconds summary")
-        for (venue, endpoint), n in sorted(self.latency_count.items()):
-            labels = f'venue="{venue}",endpoint="{endpoint}"'
-            lines.append(f"connex_request_latency_seconds_sum{{{labels}}} {self.latency_sum[(venue, endpoint)]:.6f}")
-            lines.append(f"connex_request_latency_seconds_count{{{labels}}} {n}")
-        return "\n".join(lines)
 
 
 @contextlib.asynccontextmanager
@@ -88,9 +73,7 @@ def remote_violations(base_url: str) -> int | None:
 
 
 async def main(args: argparse.Namespace, keys: Keys) -> int:
-    exporter = PrometheusText()
     async with venue(args, keys) as (base_url, polled, simulator), SessionPool(connector_limit=200) as pool:
-        unsubscribe = pool.metrics.subscribe(exporter)
         clients: list[BaseClient] = [
             ConnexClient(creds, base_url=base_url, pool=pool)
             if venue_name == "connex"
@@ -99,18 +82,25 @@ async def main(args: argparse.Namespace, keys: Keys) -> int:
         ]
         # Assets 4/s (limit 20/s), positions 2/s (limit 300/min), wallets 4/s (limit 10/s per key,
         # 600 per 5 s per IP): beyond the IP limit the limiter, not the venue, says "wait".
+        poller = Poller(clients, assets_every=0.25, positions_every=0.5, wallet_every=0.25)
+        exporter = PrometheusExporter(pool, poller)
+        if args.metrics_port is not None:
+            port = await exporter.start(port=args.metrics_port)
+            print(f"Prometheus metrics at http://127.0.0.1:{port}/metrics", file=sys.stderr, flush=True)
         started = time.monotonic()
-        async with Poller(clients, assets_every=0.25, positions_every=0.5, wallet_every=0.25) as poller:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(args.duration):
-                    async for _update in poller:
-                        pass  # a real consumer would store the data; here only the metrics matter
+        try:
+            async with poller:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(args.duration):
+                        async for _update in poller:
+                            pass  # a real consumer would store the data; here only the metrics matter
+        finally:
+            await exporter.stop()
         elapsed = time.monotonic() - started
-        unsubscribe()
+        exposition = exporter.text()
         violations = simulator.stats().violations if simulator else await asyncio.to_thread(remote_violations, base_url)
+    print(exposition)
     metrics = pool.metrics.snapshot()
-    print(exporter.render())
-    print()
     print(f"{'venue/endpoint':<18} {'requests':>9} {'retries':>8} {'p50 ms':>8} {'p99 ms':>8} {'wait p99 ms':>12}")
     for (venue_name, endpoint), e in sorted(metrics.endpoints.items()):
         print(
@@ -136,6 +126,7 @@ if __name__ == "__main__":
     parser.add_argument("--credentials", metavar="FILE", help="with --base-url: JSON/TOML keys (default: env vars)")
     parser.add_argument("--portfolios", type=int, default=300, help="simulated ConneX sub-portfolios (default 300)")
     parser.add_argument("--zoomex", type=int, default=30, help="simulated Zoomex accounts (default 30)")
+    parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port while running")
     arguments = parser.parse_args()
     real_keys: Keys = []
     if arguments.base_url:  # read and check every key before anything starts

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from connex_async.cli import run_demo
@@ -80,7 +81,13 @@ def test_demo_plain_lines_when_not_a_tty() -> None:
     assert proc.returncode == 0, proc.stderr
     assert not ANSI.search(proc.stdout)
     lines = [line for line in proc.stdout.splitlines() if line]
-    assert re.fullmatch(r"\[\s*\d+\.\ds\] \d+ portfolios, \d+ updates, \d+ errors, p50 [\d.]+ ms", lines[0])
+    progress = (
+        r"\[\s*\d+\.\ds\] \d+ of 50 portfolios polled \(40 ConneX \+ 10 Zoomex\): [\d,]+ updates?, 0 errors, "
+        r"p50 [\d.]+ ms"
+    )
+    assert re.fullmatch(progress, lines[0]), lines[0]
+    assert re.fullmatch(r"\[\s*\d+\.\ds\] 50 of 50 portfolios polled .*", lines[-2]), lines[-2]
+    assert not re.search(r"\b1 (portfolios|updates)\b", proc.stdout)  # "1 update", never "1 updates"
     summary = lines[-1]
     assert summary.startswith("summary: ")
     assert "errors 0," in summary
@@ -110,6 +117,7 @@ async def test_demo_renders_a_live_table_on_a_tty() -> None:
     assert "\x1b[H\x1b[2J" in text
     assert re.search(r"^portfolio\s+venue\s+equity", text, re.MULTILINE)
     assert "cx-0001" in text
+    assert "zx-0001" in text  # Zoomex accounts get rows too, not only the first labels
     assert "simulator violations 0" in text
 
 
@@ -309,3 +317,74 @@ def test_load_portfolios_reads_the_file_else_the_environment_and_refuses_none(tm
     assert [p.venue for p in load_portfolios(None, environ)] == ["connex"]
     with pytest.raises(ConfigError, match="--credentials FILE"):
         load_portfolios(None, {})
+
+
+# -- poll --metrics-port: Prometheus, scraped from a running poll --------------------------------
+
+
+async def test_poll_serves_prometheus_metrics_while_it_runs(tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from connex_async.testing import Fault, SimulatedVenue
+    from connex_async.testing.cli import write_credentials
+
+    async with SimulatedVenue(connex_portfolios=4, zoomex_accounts=2, seed=5) as venue:
+        venue.inject(Fault("http_503", times=2, venue="connex"))
+        creds = tmp_path / "creds.json"
+        write_credentials(venue, str(creds))
+        proc = await asyncio.create_subprocess_exec(
+            *CLI,
+            "poll",
+            "--credentials",
+            str(creds),
+            "--base-url",
+            venue.base_url,
+            "--format",
+            "jsonl",
+            "--assets-every",
+            "0.2",
+            "--metrics-port",
+            "0",
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=clean_env(),
+        )
+        try:
+            assert proc.stderr is not None
+            first = (await asyncio.wait_for(proc.stderr.readline(), 20)).decode()
+            found = re.fullmatch(r"connex-async poll: Prometheus metrics at (http://127\.0\.0\.1:\d+/metrics)\n", first)
+            assert found, first
+            await asyncio.sleep(1.5)
+            async with aiohttp.ClientSession() as session, session.get(found[1]) as response:
+                assert response.status == 200
+                text = await response.text()
+            proc.send_signal(signal.SIGINT)
+            err = (await asyncio.wait_for(proc.stderr.read(), 20)).decode()
+            assert await asyncio.wait_for(proc.wait(), 10) == 0, err
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("summary: ")
+    samples = {family.name: family.samples for family in text_string_to_metric_families(text)}
+    for family in (
+        "connex_async_requests",
+        "connex_async_request_errors",
+        "connex_async_retries",
+        "connex_async_cooldowns",
+        "connex_async_late_sends",
+        "connex_async_request_latency_seconds",
+        "connex_async_limiter_wait_seconds",
+        "connex_async_staleness_seconds",
+    ):
+        assert samples.get(family), f"{family} missing from:\n{text}"
+    errors = {(s.labels["endpoint"], s.labels["error"]): s.value for s in samples["connex_async_request_errors"]}
+    assert sum(errors.values()) == 2 and {error for _, error in errors} == {"ServerError"}
+    assert {s.labels["endpoint"] for s in samples["connex_async_staleness_seconds"]} == {
+        "assets",
+        "positions",
+        "wallet",
+    }
+    requests = {(s.labels["venue"], s.labels["endpoint"]): s.value for s in samples["connex_async_requests"]}
+    assert requests[("connex", "assets")] >= 4 and requests[("zoomex", "wallet")] >= 2

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
 import pytest
+from venue_checks import FAST_RETRY
 
 from connex_async import (
     APIError,
     AuthenticationError,
     BadRequestError,
     CircuitOpenError,
+    ConnexClient,
     PermissionDeniedError,
     RateLimitError,
     ServerError,
+    SessionPool,
     TimestampError,
 )
+from connex_async.testing import Fault, SimulatedVenue
 from connex_async.venues.base import RawResponse
 from connex_async.venues.connex.api import ASSETS, ConnexVenue
 from connex_async.venues.zoomex.api import WALLET_BALANCE, ZoomexVenue
@@ -151,3 +156,28 @@ def test_secret_headers_never_kept_on_errors() -> None:
     headers = {**JSON, "X-MBX-APIKEY": "the-key", "X-BAPI-SIGN": "abc", "signature": "def"}
     err = _raise(CX, ASSETS, 200, b'{"code":2000,"message":"x"}', headers)
     assert not {"X-MBX-APIKEY", "X-BAPI-SIGN", "signature"} & set(err.headers)
+
+
+# -- error text and the DEBUG line per attempt -------------------------------------------------
+
+
+async def test_a_502_html_page_is_one_bounded_line_in_the_error_and_in_each_debug_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="connex_async")
+    async with SimulatedVenue(connex_portfolios=1, zoomex_accounts=0) as venue, SessionPool(retry=FAST_RETRY) as pool:
+        venue.inject(Fault("http_502_html"))
+        client = ConnexClient(venue.connex_credentials[0], base_url=venue.base_url, pool=pool)
+        with pytest.raises(ServerError) as caught:
+            await client.get_positions()
+    text = str(caught.value)
+    assert text.startswith("[connex/positions portfolio=cx-0001] HTTP 502: <html> <head><title>502 Bad Gateway")
+    assert "\n" not in text and "\r" not in text
+    assert text.count("HTTP 502") == 1
+    attempts = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG and "attempt=" in r.getMessage()]
+    assert len(attempts) == FAST_RETRY.max_retries + 1  # one line per attempt
+    for line in attempts:
+        assert "\n" not in line and "\r" not in line
+        assert len(line) < 400
+        assert "error=ServerError: HTTP 502: <html> <head>" in line
+        assert line.count("HTTP 502") == 1

@@ -10,6 +10,8 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from connex_async import ConnexClient, Poller, SessionPool
 from connex_async.testing import SimulatedVenue
 
@@ -74,8 +76,12 @@ def test_fanout_jsonl() -> None:
 def test_throughput() -> None:
     proc = run_example("throughput.py", "--portfolios", "100", "--zoomex", "10")
     out = proc.stdout
-    assert 'connex_requests_total{venue="connex",endpoint="assets",outcome="ok"} ' in out
-    assert 'connex_request_latency_seconds_count{venue="zoomex",endpoint="wallet"} ' in out
+    # The exposition text comes from connex_async.prometheus (the exporter `poll --metrics-port` serves).
+    families = {family.name: family for family in text_string_to_metric_families(out.split("\n\n")[0])}
+    requests = {(s.labels["venue"], s.labels["endpoint"]): s.value for s in families["connex_async_requests"].samples}
+    assert requests[("connex", "assets")] > 0 and requests[("zoomex", "wallet")] > 0
+    assert 'connex_async_request_latency_seconds_count{endpoint="wallet",venue="zoomex"} ' in out
+    assert "connex_async_staleness_seconds" in families
     summary = out.strip().splitlines()[-1]
     assert summary.startswith("throughput: 110 portfolios, ")
     assert " requests/s), latency p50 <= " in summary

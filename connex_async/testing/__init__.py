@@ -15,6 +15,9 @@ The simulator verifies signatures with its own implementation of the documented 
 client's signer), counts every arrival in strict sliding windows per (venue, endpoint, key) plus the
 Zoomex host-wide window, and reports violations in :meth:`SimulatedVenue.stats` and ``GET /_sim/stats``.
 
+With pytest, the ``simulated_venue`` fixture gives a started venue (``pip install
+'connex-async[testing]'``; see :mod:`connex_async.testing.pytest_plugin`).
+
 Names are imported lazily so that the pytest plugin (loaded in every pytest run) stays cheap.
 """
 
@@ -25,8 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from connex_async.testing.faults import FAULT_KINDS, Fault
+    from connex_async.testing.pytest_plugin import VenueFactory
     from connex_async.testing.server import DEFAULT_LIMITS, SimulatedVenue
     from connex_async.testing.stats import EndpointStats, VenueStats
+    from connex_async.testing.threaded import VenueThread
     from connex_async.testing.window import Limit, SlidingWindow
 
     SimLimits = DEFAULT_LIMITS
@@ -40,7 +45,9 @@ __all__ = [
     "SimLimits",
     "SimulatedVenue",
     "SlidingWindow",
+    "VenueFactory",
     "VenueStats",
+    "VenueThread",
 ]
 
 _WHERE = {
@@ -53,6 +60,8 @@ _WHERE = {
     "VenueStats": ("stats", "VenueStats"),
     "Limit": ("window", "Limit"),
     "SlidingWindow": ("window", "SlidingWindow"),
+    "VenueFactory": ("pytest_plugin", "VenueFactory"),
+    "VenueThread": ("threaded", "VenueThread"),
 }
 
 

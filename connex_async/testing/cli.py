@@ -1,4 +1,7 @@
-"""Run the simulator from the command line (wired into ``connex-async serve``)."""
+"""Run the simulator from the command line (wired into ``connex-async serve``).
+
+Imports the simulator only when it runs, so that ``connex-async --help`` stays quick.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +13,14 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from connex_async.testing.server import SimulatedVenue
+from connex_async.cli_args import CommandParser, count, non_negative_float, port
 
-__all__ = ["build_parser", "serve_forever", "serve_main", "write_credentials"]
+if TYPE_CHECKING:
+    from connex_async.testing.server import SimulatedVenue
+
+__all__ = ["add_serve_arguments", "build_parser", "run_serve", "serve_forever", "serve_main", "write_credentials"]
 
 
 def write_credentials(venue: SimulatedVenue, path: str) -> None:
@@ -43,6 +50,8 @@ async def serve_forever(
     jitter: float = 0.0,
 ) -> None:
     """Serve until SIGINT or SIGTERM (or cancellation), printing the base URL first."""
+    from connex_async.testing.server import SimulatedVenue  # noqa: PLC0415 - see the module docstring
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
@@ -76,23 +85,33 @@ async def serve_forever(
             loop.remove_signal_handler(sig)
 
 
-def build_parser(prog: str = "connex-async serve") -> argparse.ArgumentParser:
-    """The argument parser of the ``serve`` command."""
-    parser = argparse.ArgumentParser(prog=prog, description="Run the simulated ConneX + Zoomex venue.")
-    parser.add_argument("--portfolios", type=int, default=100, help="ConneX portfolios (default 100)")
-    parser.add_argument("--zoomex", type=int, default=10, help="Zoomex accounts (default 10)")
-    parser.add_argument("--port", type=int, default=8080, help="port (0 = any free port; default 8080)")
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``serve`` (shared by ``connex-async serve`` and :func:`build_parser`)."""
+    parser.add_argument("--portfolios", type=count, default=100, help="ConneX portfolios to simulate (default 100)")
+    parser.add_argument("--zoomex", type=count, default=10, help="Zoomex accounts to simulate (default 10)")
+    parser.add_argument("--port", type=port, default=8080, help="port to listen on; 0 = any free port (default 8080)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--seed", type=int, default=0, help="seed for keys and data (default 0)")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds of latency per request")
-    parser.add_argument("--jitter", type=float, default=0.0, help="seconds of extra uniform jitter")
-    parser.add_argument("--credentials-out", metavar="FILE", help="write the keys as JSON to FILE")
+    parser.add_argument(
+        "--latency", type=non_negative_float, default=0.0, help="seconds of latency added to every request (default 0)"
+    )
+    parser.add_argument(
+        "--jitter", type=non_negative_float, default=0.0, help="up to this many more seconds, uniform (default 0)"
+    )
+    parser.add_argument(
+        "--credentials-out", metavar="FILE", help="write every key as a JSON credentials file for `poll` (mode 0600)"
+    )
+
+
+def build_parser(prog: str = "connex-async serve") -> argparse.ArgumentParser:
+    """The argument parser of the ``serve`` command."""
+    parser = CommandParser(prog=prog, description="Run the simulated ConneX + Zoomex venue.")
+    add_serve_arguments(parser)
     return parser
 
 
-def serve_main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` and serve until interrupted; returns the exit status."""
-    args = build_parser().parse_args(argv)
+def run_serve(args: argparse.Namespace) -> int:
+    """Serve with parsed ``args`` until interrupted; returns the exit status."""
     try:
         asyncio.run(
             serve_forever(
@@ -112,6 +131,11 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
         print(f"connex-async serve: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def serve_main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and serve until interrupted; returns the exit status."""
+    return run_serve(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -27,6 +28,9 @@ from connex_async.testing.faults import Fault, FaultPlan, respond_with_fault
 from connex_async.testing.stats import EndpointStats, StatsBook, VenueStats
 from connex_async.testing.window import Limit, SlidingWindow, WindowRegistry
 from connex_async.testing.wire import connex_body, json_response, text_response, zoomex_body
+
+if TYPE_CHECKING:
+    from connex_async.testing.threaded import VenueThread
 
 __all__ = ["CONNEX_PATHS", "DEFAULT_LIMITS", "ZOOMEX_PATHS", "SimulatedVenue"]
 
@@ -104,6 +108,25 @@ def _int_param(text: str | None, default: int) -> int | None:
     return int(text)
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _on_venue_thread(
+    method: Callable[Concatenate[SimulatedVenue, P], R],
+) -> Callable[Concatenate[SimulatedVenue, P], R]:
+    """Run ``method`` on the thread serving the venue when another thread calls it (the pytest fixture's case)."""
+
+    @functools.wraps(method)
+    def call(self: SimulatedVenue, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        host = self._host
+        if host is None:
+            return method(self, *args, **kwargs)
+        return host.call(functools.partial(method, self, *args, **kwargs))
+
+    return call
+
+
 class SimulatedVenue:
     """A local ConneX + Zoomex stand-in on a real socket (see the package docstring).
 
@@ -115,12 +138,16 @@ class SimulatedVenue:
     ``"code":"200000"`` (deterministic per key) instead of ``200000``. ``page_overflow`` decides what a
     page beyond ``pageNum`` gets: ``"empty"`` (an empty ``list``) or ``"error"`` (code 400003).
     Values drift every ``drift_interval`` seconds.
+
+    Serve it with ``async with`` on the running loop, or from a thread of its own with
+    :class:`~connex_async.testing.threaded.VenueThread` (what the pytest fixtures do).
     """
 
     __slots__ = (
         "_connex",
         "_date_cache",
         "_faults",
+        "_host",
         "_limits",
         "_market",
         "_n_connex",
@@ -189,6 +216,7 @@ class SimulatedVenue:
         self._runner: web.AppRunner | None = None
         self._started = time.monotonic()
         self._date_cache: tuple[int, str] = (-1, "")
+        self._host: VenueThread | None = None  # set while a VenueThread serves it
         self._connex: dict[str, _Key] = {}
         self._zoomex: dict[str, _Key] = {}
         self._n_connex = 0
@@ -265,6 +293,7 @@ class SimulatedVenue:
             return self._zoomex
         raise ValueError("venue must be 'connex' or 'zoomex'")
 
+    @_on_venue_thread
     def add_portfolio(
         self,
         venue: str = "connex",
@@ -295,6 +324,7 @@ class SimulatedVenue:
         table[api_key] = _Key(secret, label, assets, positions)
         return creds
 
+    @_on_venue_thread
     def remove_portfolio(self, api_key: str) -> bool:
         """Forget ``api_key`` (either venue); later requests get "key not found". True if it existed."""
         found = self._connex.pop(api_key, None) is not None
@@ -304,11 +334,13 @@ class SimulatedVenue:
         return [Credentials(k, e.secret, label=e.label) for k, e in table.items()]
 
     @property
+    @_on_venue_thread
     def connex_credentials(self) -> list[Credentials]:
         """Credentials of every ConneX portfolio, in creation order."""
         return self._credentials(self._connex)
 
     @property
+    @_on_venue_thread
     def zoomex_credentials(self) -> list[Credentials]:
         """Credentials of every Zoomex account, in creation order."""
         return self._credentials(self._zoomex)
@@ -362,10 +394,12 @@ class SimulatedVenue:
         return int((time.monotonic() - self._started) / self.drift_interval)
 
     @property
+    @_on_venue_thread
     def limits(self) -> dict[str, tuple[int, float] | None]:
         """The active limits, ``"venue.endpoint"`` -> ``(count, period)`` or ``None`` (disabled)."""
         return {k: (v.count, v.period) if v else None for k, v in self._limits.items()}
 
+    @_on_venue_thread
     def set_limit(self, name: str, count: int | None, period: float = 1.0) -> None:
         """Change (or with ``count=None`` disable) one limit; its windows start empty."""
         if name not in DEFAULT_LIMITS:
@@ -374,36 +408,44 @@ class SimulatedVenue:
         venue, _, endpoint = name.partition(".")
         self._windows.drop((venue, endpoint))
 
+    @_on_venue_thread
     def inject(self, fault: Fault) -> Fault:
         """Activate a fault rule; returns it (its ``fired`` counter updates live)."""
         return self._faults.add(fault)
 
+    @_on_venue_thread
     def remove_fault(self, fault: Fault) -> None:
         """Deactivate one fault rule."""
         self._faults.remove(fault)
 
+    @_on_venue_thread
     def script(self, api_key: str, steps: Iterable[str | Fault], endpoint: str | None = None) -> None:
         """Queue fault kinds / :class:`Fault` objects / ``"ok"``, one per request of ``api_key``."""
         self._faults.script(api_key, steps, endpoint)
 
+    @_on_venue_thread
     def clear_faults(self) -> None:
         """Drop every fault rule and script."""
         self._faults.clear()
 
     @property
+    @_on_venue_thread
     def faults(self) -> list[Fault]:
         """The active fault rules."""
         return self._faults.faults
 
+    @_on_venue_thread
     def stats(self) -> VenueStats:
         """A snapshot of the counters."""
         return self._stats.snapshot()
 
     @property
+    @_on_venue_thread
     def violations(self) -> int:
         """Total window violations so far (per-key and host-wide)."""
         return self._stats.violations()
 
+    @_on_venue_thread
     def reset_stats(self) -> None:
         """Zero the counters (windows keep their arrivals)."""
         self._stats.reset()

@@ -26,6 +26,7 @@ from connex_async.errors import (
     PermissionDeniedError,
     RateLimitError,
     ServerError,
+    one_line,
 )
 from connex_async.limits import RateLimit
 from connex_async.signing import ParamValue, SignedRequest
@@ -211,8 +212,9 @@ def error_for_status(venue: Venue, endpoint: Endpoint[Any], response: RawRespons
         kind = ServerError
     else:
         kind = BadRequestError
-    text = snippet(response.body, 200).strip() or "no body"
-    return kind(f"HTTP {status}: {text}", **venue.error_kwargs(endpoint, response, portfolio))
+    # The error's text already starts "HTTP <status>": the message is the body, on one line.
+    text = one_line(snippet(response.body, 200), 160) or "no body"
+    return kind(text, **venue.error_kwargs(endpoint, response, portfolio))
 
 
 def parse_http_date(value: str | None) -> float | None:

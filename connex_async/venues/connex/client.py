@@ -9,6 +9,7 @@ from connex_async.client import BaseClient
 from connex_async.credentials import Credentials
 from connex_async.limits import RateLimit
 from connex_async.pool import SessionPool
+from connex_async.retry import RetryPolicy
 from connex_async.venues.connex.api import ASSETS, POSITIONS, ConnexVenue
 from connex_async.venues.connex.models import Asset, AssetsPage, Position
 
@@ -25,6 +26,7 @@ class ConnexClient(BaseClient):
 
     LiquidityTech's RapidX API is the same API: pass ``base_url="https://api.liquiditytech.com"``.
     Limits default to 20/s for assets and 300/60 s for positions, counted per ``limit_group``.
+    Without ``pool`` the client owns one, made with the pool options (see :class:`BaseClient`).
     """
 
     venue = ConnexVenue()
@@ -37,9 +39,27 @@ class ConnexClient(BaseClient):
         base_url: str = DEFAULT_BASE_URL,
         pool: SessionPool | None = None,
         limits: Mapping[str, RateLimit] | None = None,
-        **pool_options: Any,
+        connector_limit: int | None = None,
+        limit_per_host: int | None = None,
+        timeout: float | None = None,
+        max_queue_wait: float | None = None,
+        retry: RetryPolicy | None = None,
+        max_body_bytes: int | None = None,
+        user_agent: str | None = None,
     ) -> None:
-        super().__init__(credentials, base_url=base_url, pool=pool, limits=limits, **pool_options)
+        super().__init__(
+            credentials,
+            base_url=base_url,
+            pool=pool,
+            limits=limits,
+            connector_limit=connector_limit,
+            limit_per_host=limit_per_host,
+            timeout=timeout,
+            max_queue_wait=max_queue_wait,
+            retry=retry,
+            max_body_bytes=max_body_bytes,
+            user_agent=user_agent,
+        )
 
     async def get_assets(
         self, exchange_type: str | None = None, page: int = 1, page_size: int = MAX_PAGE_SIZE

@@ -9,6 +9,7 @@ from connex_async.client import BaseClient
 from connex_async.credentials import Credentials
 from connex_async.limits import RateLimit
 from connex_async.pool import SessionPool
+from connex_async.retry import RetryPolicy
 from connex_async.venues.zoomex.api import SERVER_TIME, WALLET_BALANCE, ZOOMEX_IP_LIMIT, ZoomexVenue
 from connex_async.venues.zoomex.models import ServerTime, WalletBalance
 
@@ -23,7 +24,8 @@ class ZoomexClient(BaseClient):
 
     The wallet-balance limit defaults to 10/s per key; the host-wide 600 per 5 s per IP sits on
     top, shared by every Zoomex client of the pool (``host_limit``; the first client to reach a
-    host sets it). ``recv_window`` is in milliseconds.
+    host sets it). ``recv_window`` is in milliseconds. Without ``pool`` the client owns one, made
+    with the pool options (see :class:`BaseClient`).
     """
 
     endpoints = {"wallet": WALLET_BALANCE, "time": SERVER_TIME}
@@ -38,10 +40,28 @@ class ZoomexClient(BaseClient):
         recv_window: int = 5000,
         account_type: str = "UNIFIED",
         host_limit: RateLimit | None = ZOOMEX_IP_LIMIT,
-        **pool_options: Any,
+        connector_limit: int | None = None,
+        limit_per_host: int | None = None,
+        timeout: float | None = None,
+        max_queue_wait: float | None = None,
+        retry: RetryPolicy | None = None,
+        max_body_bytes: int | None = None,
+        user_agent: str | None = None,
     ) -> None:
         _check_account_type(account_type)
-        super().__init__(credentials, base_url=base_url, pool=pool, limits=limits, **pool_options)
+        super().__init__(
+            credentials,
+            base_url=base_url,
+            pool=pool,
+            limits=limits,
+            connector_limit=connector_limit,
+            limit_per_host=limit_per_host,
+            timeout=timeout,
+            max_queue_wait=max_queue_wait,
+            retry=retry,
+            max_body_bytes=max_body_bytes,
+            user_agent=user_agent,
+        )
         self.venue = ZoomexVenue(recv_window=recv_window, host_limit=host_limit)
         self.account_type = account_type
 
