@@ -36,7 +36,7 @@ QUICK_CPU_RUN = (200, 0.2, 2.0, 2.0, 1.0, 1.5, 1)
 WORKERS = 3
 ACCOUNTS = 240  # at 1/s each: 240/s demanded against 120/s (600 per 5 s)
 FLEET_SECONDS = (8.0, 20.0)  # settle, steady: >= 2,000 requests counted
-QUICK_FLEET = (30, 2.0, 3.0)  # accounts, settle, steady
+QUICK_FLEET = (30, 1.0, 1.5)  # accounts, settle, steady
 TARGET_RATIO = 1.10
 TARGET_UTILIZATION = 0.95
 IP_RATE = 600 / 5.0
@@ -230,6 +230,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     return {
         "name": NAME,
         "quick": quick,
+        "rows": [{"part": "cpu", **r} for r in cpu] + [{"part": "fleet", **r} for r in fleet],
         "cpu": cpu,
         "fleet": fleet,
         "cpu_ratio": ratio,

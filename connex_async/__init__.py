@@ -29,7 +29,8 @@ from connex_async.errors import (
     TransportError,
 )
 from connex_async.jsonl import update_to_json
-from connex_async.limits import RateLimit
+from connex_async.limiter_backend import LimiterBackend
+from connex_async.limits import LimiterRegistry
 from connex_async.metrics import AttemptEvent, EndpointSnapshot, MetricsSnapshot
 from connex_async.poller import (
     AssetsUpdate,
@@ -42,6 +43,8 @@ from connex_async.poller import (
     WalletUpdate,
 )
 from connex_async.pool import SessionPool
+from connex_async.rate_limit import RateLimit
+from connex_async.redis_limits import RedisLimiter
 from connex_async.retry import RetryPolicy
 from connex_async.venues.connex.client import ConnexClient
 from connex_async.venues.connex.models import Asset, AssetsPage, Position, PositionSide, TpslOrder
@@ -64,6 +67,8 @@ __all__ = [
     "Credentials",
     "DecodeError",
     "EndpointSnapshot",
+    "LimiterBackend",
+    "LimiterRegistry",
     "LimiterTimeoutError",
     "LimiterUnavailableError",
     "MetricsSnapshot",
@@ -78,6 +83,7 @@ __all__ = [
     "PositionsUpdate",
     "RateLimit",
     "RateLimitError",
+    "RedisLimiter",
     "RequestTimeoutError",
     "RetryPolicy",
     "ServerError",

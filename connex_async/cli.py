@@ -1,4 +1,8 @@
-"""``connex-async``: ``demo`` (the simulator, no credentials), ``poll`` (real portfolios), ``serve`` (a simulator).
+"""``connex-async``: ``demo`` (the simulator), ``poll`` (real portfolios), ``serve`` (a simulator), ``fleet``.
+
+``poll`` takes the fleet options (``--redis``, ``--shard``, ...; :mod:`connex_async.fleet.cli`):
+limits shared through Redis, a static or automatic share of the portfolios, output to a Redis
+Stream. ``fleet status`` / ``fleet init`` look after a fleet's namespace.
 
 Each command is a subparser built by an ``_add_<command>`` function that declares its options
 (each with help text and a checker from :mod:`connex_async.cli_args`) and the function that runs it
@@ -17,19 +21,33 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import TextIO
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO
 
 from connex_async import __version__
 from connex_async.cli_args import CommandParser, count, http_url, interval, port, positive_float
 from connex_async.client import BaseClient
 from connex_async.config import ConfigError, PortfolioConfig, load_portfolios
 from connex_async.dashboard import VENUE_NAMES, Dashboard, plural
+from connex_async.errors import LimiterUnavailableError
+from connex_async.fleet.cli import (
+    FleetOptions,
+    add_fleet_options,
+    add_status_options,
+    build_clients,
+    namespace_type,
+    open_limiter,
+    redis_url_type,
+    run_fleet_poll,
+    run_fleet_status,
+    static_share,
+)
 from connex_async.jsonl import update_to_json
 from connex_async.metrics import MetricsSnapshot
 from connex_async.poller import Poller
 from connex_async.pool import SessionPool
+from connex_async.redis_connection import DEFAULT_NAMESPACE, RedisUnavailableError
 from connex_async.venues.connex.client import DEFAULT_BASE_URL as CONNEX_URL
 from connex_async.venues.connex.client import ConnexClient
 from connex_async.venues.zoomex.client import DEFAULT_BASE_URL as ZOOMEX_URL
@@ -154,18 +172,19 @@ class PollOptions:
     wallet_every: float | None = 1.0
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    fleet: FleetOptions = field(default_factory=FleetOptions)
 
     def clients(self, pool: SessionPool) -> list[BaseClient]:
         """One client per portfolio, on ``pool``."""
-        clients: list[BaseClient] = []
-        for p in self.portfolios:
-            if p.venue == "connex":
-                clients.append(ConnexClient(p.credentials, base_url=self.connex_url, pool=pool))
-            else:
-                clients.append(
-                    ZoomexClient(p.credentials, base_url=self.zoomex_url, pool=pool, account_type=p.account_type)
-                )
-        return clients
+        return build_clients(self.portfolios, self.connex_url, self.zoomex_url, pool)
+
+    def poller_options(self) -> dict[str, float | None]:
+        """The polling intervals, as :class:`~connex_async.poller.Poller` takes them."""
+        return {
+            "assets_every": self.assets_every,
+            "positions_every": self.positions_every,
+            "wallet_every": self.wallet_every,
+        }
 
     def polled_endpoints(self) -> int:
         """How many (portfolio, endpoint) jobs these intervals give (0: nothing to poll)."""
@@ -175,41 +194,64 @@ class PollOptions:
 
 
 async def run_poll(options: PollOptions, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Poll until ``options.duration`` passes or Ctrl-C; 0 if any poll succeeded, else 1 (with the reason)."""
-    out, err = out or sys.stdout, err or sys.stderr
-    async with SessionPool() as pool:
-        clients = options.clients(pool)
-        poller = Poller(
-            clients,
-            assets_every=options.assets_every,
-            positions_every=options.positions_every,
-            wallet_every=options.wallet_every,
-        )
-        dashboard = Dashboard(expected=Counter(p.venue for p in options.portfolios))
-        exporter = None
-        if options.metrics_port is not None:
-            from connex_async.prometheus import PrometheusExporter  # noqa: PLC0415 - an optional extra
+    """Poll until ``options.duration`` passes or Ctrl-C; 0 if any poll succeeded, else 1 (with the reason).
 
-            exporter = PrometheusExporter(pool, poller)
-            try:
-                bound = await exporter.start(options.metrics_host, options.metrics_port)
-            except OSError as exc:
-                where = f"{options.metrics_host}:{options.metrics_port}"
-                err.write(f"connex-async poll: cannot serve metrics on {where}: {exc.strerror or exc}\n")
-                return 1
-            err.write(f"connex-async poll: Prometheus metrics at http://{options.metrics_host}:{bound}/metrics\n")
-            err.flush()
-        title = f"connex-async poll: {dashboard.venue_mix()} portfolios"
-        started = time.monotonic()
+    With ``--redis`` every request is admitted through the shared limiter (Redis unreachable at
+    start: one line, exit 2). ``--shard auto`` or ``--output redis-stream`` hand the portfolios to
+    the fleet runner (:func:`connex_async.fleet.cli.run_fleet_poll`).
+    """
+    out, err = out or sys.stdout, err or sys.stderr
+    try:
+        async with open_limiter(options.fleet) as limiter, SessionPool(limiter=limiter) as pool:
+            if options.fleet.runs_fleet:
+                return await run_fleet_poll(
+                    options.clients(pool),
+                    options.fleet,
+                    poller_options=options.poller_options(),
+                    duration=options.duration,
+                    out=out,
+                    err=err,
+                )
+            return await _poll_here(options, pool, out, err)
+    except (RedisUnavailableError, LimiterUnavailableError) as exc:
+        err.write(f"connex-async poll: {exc}\n")
+        return 2
+
+
+async def _poll_here(options: PollOptions, pool: SessionPool, out: TextIO, err: TextIO) -> int:
+    """This process's share, with the live table or JSON lines, a summary and an exit status."""
+    clients = static_share(options.clients(pool), options.fleet, err, "connex-async poll")
+    poller = Poller(
+        clients,
+        assets_every=options.assets_every,
+        positions_every=options.positions_every,
+        wallet_every=options.wallet_every,
+    )
+    dashboard = Dashboard(expected=Counter(c.venue.name for c in clients))
+    exporter = None
+    if options.metrics_port is not None:
+        from connex_async.prometheus import PrometheusExporter  # noqa: PLC0415 - an optional extra
+
+        exporter = PrometheusExporter(pool, poller)
         try:
-            async with poller:
-                await _consume(poller, pool, options.duration, out, options.fmt, dashboard, title)
-                polled_for = time.monotonic() - started  # then polls in flight may finish (Poller.stop)
-        finally:
-            if exporter is not None:
-                await exporter.stop()
-        elapsed = time.monotonic() - started
-        metrics = pool.metrics.snapshot()
+            bound = await exporter.start(options.metrics_host, options.metrics_port)
+        except OSError as exc:
+            where = f"{options.metrics_host}:{options.metrics_port}"
+            err.write(f"connex-async poll: cannot serve metrics on {where}: {exc.strerror or exc}\n")
+            return 1
+        err.write(f"connex-async poll: Prometheus metrics at http://{options.metrics_host}:{bound}/metrics\n")
+        err.flush()
+    title = f"connex-async poll: {dashboard.venue_mix()} portfolios"
+    started = time.monotonic()
+    try:
+        async with poller:
+            await _consume(poller, pool, options.duration, out, options.fmt, dashboard, title)
+            polled_for = time.monotonic() - started  # then polls in flight may finish (Poller.stop)
+    finally:
+        if exporter is not None:
+            await exporter.stop()
+    elapsed = time.monotonic() - started
+    metrics = pool.metrics.snapshot()
     if options.fmt == "table":
         tty = out.isatty()
         dashboard.render(out, tty, metrics, title)
@@ -316,6 +358,7 @@ def _add_poll(sub: argparse._SubParsersAction[CommandParser]) -> None:
     poll.add_argument(
         "--metrics-host", default="127.0.0.1", metavar="HOST", help="address for --metrics-port (default 127.0.0.1)"
     )
+    add_fleet_options(poll)
     poll.set_defaults(run=_run_poll, parser=poll)
 
 
@@ -347,6 +390,7 @@ def build_parser() -> CommandParser:
     _add_demo(sub)
     _add_poll(sub)
     _add_serve(sub)
+    _add_fleet(sub)
     return parser
 
 
@@ -375,12 +419,85 @@ def _run_poll(args: argparse.Namespace) -> int:
         wallet_every=args.wallet_every,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
+        fleet=_fleet_options(args),
     )
     if not options.polled_endpoints():
         counts = Counter(VENUE_NAMES[p.venue] for p in portfolios)
         mix = " and ".join(plural(n, f"{venue} portfolio") for venue, n in counts.items())
         parser.error(f"nothing to poll: every endpoint of the {mix} is off")
     return asyncio.run(run_poll(options))
+
+
+def _fleet_options(args: argparse.Namespace) -> FleetOptions:
+    parser: CommandParser = args.parser
+    try:
+        return FleetOptions.from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+
+
+def _add_fleet(sub: argparse._SubParsersAction[CommandParser]) -> None:
+    fleet = sub.add_parser(
+        "fleet",
+        help="look after a fleet of workers sharing limits through Redis",
+        description="Commands about a fleet's namespace in Redis (the workers run `connex-async poll --redis`).",
+    )
+    _verbosity(fleet, "sub_verbose")
+    commands = fleet.add_subparsers(dest="fleet_command", required=True, metavar="COMMAND", parser_class=CommandParser)
+    status = commands.add_parser(
+        "status",
+        help="live members, their shares and heartbeats, scopes cooling down, circuits open",
+        description="Print the fleet's members (portfolios owned, time since each heartbeat by Redis TIME), the "
+        "update stream, and the shared limits that are cooling down or held by a new epoch.",
+    )
+    _verbosity(status, "sub_verbose")
+    add_status_options(status)
+    status.set_defaults(run=_run_fleet_status, parser=status)
+    init = commands.add_parser(
+        "init",
+        help="declare that nothing was sent through this namespace for a window: no start-up embargo",
+        description="A Redis that starts empty (first use, restart, failover) holds every scope for one full window, "
+        "because it cannot know what the venues still count. If you know that nothing was sent for a window "
+        "(a new namespace, a fleet that was stopped for a minute), this lets the next admissions go at once.",
+    )
+    _verbosity(init, "sub_verbose")
+    init.add_argument("--redis", metavar="URL", required=True, type=redis_url_type, help="the fleet's Redis")
+    init.add_argument(
+        "--namespace",
+        metavar="NS",
+        type=namespace_type,
+        default=DEFAULT_NAMESPACE,
+        help=f"(default {DEFAULT_NAMESPACE})",
+    )
+    init.set_defaults(run=_run_fleet_init, parser=init)
+
+
+def _run_fleet_status(args: argparse.Namespace) -> int:
+    from connex_async.fleet.limits_status import limits_section  # noqa: PLC0415 - needs the redis extra
+
+    run = run_fleet_status(args.redis, args.namespace, args.format, sources=(limits_section,))
+    return _one_line_errors(args, run)
+
+
+def _run_fleet_init(args: argparse.Namespace) -> int:
+    async def declare() -> int:
+        from connex_async.redis_limits import RedisLimiter  # noqa: PLC0415 - needs the redis extra
+
+        async with RedisLimiter(args.redis, namespace=args.namespace) as limiter:
+            await limiter.declare_cold_start()
+        sys.stdout.write(f"connex-async fleet init: namespace {args.namespace}: no start-up embargo\n")
+        return 0
+
+    return _one_line_errors(args, declare())
+
+
+def _one_line_errors(args: argparse.Namespace, run: Coroutine[Any, Any, int]) -> int:
+    """Run ``run``; Redis unreachable is one line (``connex-async fleet <cmd>: ...``) and exit 2."""
+    try:
+        return asyncio.run(run)
+    except (RedisUnavailableError, LimiterUnavailableError) as exc:
+        sys.stderr.write(f"{args.parser.prog}: {exc}\n")
+        return 2
 
 
 @contextlib.contextmanager

@@ -51,12 +51,21 @@ from typing import TYPE_CHECKING, Any, Self
 from connex_async.errors import LimiterTimeoutError, LimiterUnavailableError
 from connex_async.limiter_backend import ADMITTED, PROBE, CircuitKey, LimiterBackend, ScopeKey, Verdict
 from connex_async.rate_limit import RateLimit
+from connex_async.redis_connection import (
+    RedisUnavailableError,
+    bounded,
+    connect,
+    describe,
+    redact,
+    validate_namespace,
+    validate_url,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
 
-__all__ = ["DEFAULT_NAMESPACE", "RedisLimiter", "RedisScope", "load_script"]
+__all__ = ["DEFAULT_NAMESPACE", "RedisLimiter", "RedisScope", "key_prefix", "load_script"]
 
 logger = logging.getLogger("connex_async")
 
@@ -70,6 +79,16 @@ MAX_BATCH = 256
 MAX_HELD_OPS = 10_000
 _US = 1_000_000
 _PROBE_LEASE_US = round(PROBE_LEASE * _US)
+
+
+def key_prefix(namespace: str) -> str:
+    """The prefix of every limiter key of ``namespace``: ``{ns}`` (a hash tag: one cluster slot).
+
+    ``{ns}:epoch`` (hash: id, born, run), ``{ns}:s:<venue>:<group>:<endpoint>`` (a scope: tat, cool,
+    in microseconds of Redis TIME), ``{ns}:c:<venue>:<egress id>:<host>`` (a circuit: until,
+    probe_at, probing, pause).
+    """
+    return f"{{{namespace}}}"
 
 
 def load_script() -> str:
@@ -152,9 +171,12 @@ class RedisLimiter(LimiterBackend):
     ) -> None:
         if (url is None) == (client is None):
             raise ValueError("give RedisLimiter exactly one of url or client")
+        if url is not None:
+            validate_url(url)
+        validate_namespace(namespace)
         for name, value in (("namespace", namespace), ("egress_id", egress_id)):
-            if not value or any(c in value for c in "{}\r\n ") or not value.isprintable():
-                raise ValueError(f"{name} must be non-empty printable text without braces or spaces, got {value!r}")
+            if not value or any(c in value for c in "{}:") or not value.isprintable() or " " in value:
+                raise ValueError(f"{name} must be printable text without spaces, braces or colons, got {value!r}")
         self.url = url
         self.namespace = namespace
         self.egress_id = egress_id
@@ -164,7 +186,7 @@ class RedisLimiter(LimiterBackend):
         self._client = client
         self._owns_client = client is None
         self._script: AsyncScript | None = None
-        self._prefix = f"{{{namespace}}}"  # a hash tag: one cluster slot for the whole namespace
+        self._prefix = key_prefix(namespace)
         self._epoch_key = f"{self._prefix}:epoch"
         self._scopes: dict[ScopeKey, RedisScope] = {}
         self._queue: list[_Admission | tuple[Any, ...]] = []
@@ -183,24 +205,19 @@ class RedisLimiter(LimiterBackend):
     async def open(self) -> Self:
         """Connect and check that Redis answers; raise :class:`LimiterUnavailableError` if not."""
         if self._client is None:
-            from redis.asyncio import Redis  # noqa: PLC0415 - redis is an optional extra
-            from redis.asyncio.retry import Retry  # noqa: PLC0415
-            from redis.backoff import NoBackoff  # noqa: PLC0415
-
-            # No hidden retries: a call that fails must fail now, and this class decides when to
-            # try again (with backoff), so that nothing waits on Redis for longer than it says.
-            self._client = Redis.from_url(
-                self.url or "",
-                socket_timeout=self.socket_timeout,
-                socket_connect_timeout=self.socket_timeout,
-                retry=Retry(NoBackoff(), 0),
-            )
+            try:
+                # No hidden retries, no redis-py socket timeout (every call is bounded here
+                # instead): a call that fails must fail now, and this class decides when to try
+                # again, with backoff, so that nothing waits on Redis for longer than it says.
+                self._client = connect(self.url or "", connect_timeout=self.socket_timeout)
+            except RedisUnavailableError as exc:
+                raise LimiterUnavailableError(str(exc)) from None
         if self._script is None:
             self._script = self._client.register_script(load_script())
         try:
-            await self._client.ping()
+            await bounded(self._client.ping(), self.socket_timeout)
         except Exception as exc:
-            raise LimiterUnavailableError(f"Redis at {self._where()} cannot be reached: {_reason(exc)}") from None
+            raise LimiterUnavailableError(f"Redis at {self._where()} cannot be reached: {self._reason(exc)}") from None
         return self
 
     async def aclose(self) -> None:
@@ -225,8 +242,11 @@ class RedisLimiter(LimiterBackend):
         await self.aclose()
 
     def _where(self) -> str:
-        url = self.url or "a given client"
-        return url.split("@")[-1]  # never show a password from redis://user:pass@host
+        return "a given client" if self.url is None else redact(self.url)
+
+    def _reason(self, exc: BaseException) -> str:
+        """What went wrong, in one line, without a password of the URL."""
+        return f"{type(exc).__name__}: {describe(exc, self.url or '')}"[:200]
 
     # -- scopes ------------------------------------------------------------------------------
 
@@ -440,11 +460,11 @@ class RedisLimiter(LimiterBackend):
         if script is None:
             raise LimiterUnavailableError("the Redis limiter is not open: `async with RedisLimiter(url)`")
         self.calls += 1
-        reply: bytes = await script(keys=keys, args=argv)
+        reply: bytes = await bounded(script(keys=keys, args=argv), self.socket_timeout)
         return [int(part) for part in reply.split()]
 
     def _went_down(self, exc: Exception, batch: list[_Admission | tuple[Any, ...]]) -> None:
-        self._down_reason = _reason(exc)
+        self._down_reason = self._reason(exc)
         self._down_until = time.monotonic() + self._backoff
         logger.warning("Redis limiter: %s; failing closed, next try in %.2fs", self._down_reason, self._backoff)
         self._backoff = min(self._backoff * 2, self.reconnect_backoff[1])
@@ -466,8 +486,3 @@ class RedisLimiter(LimiterBackend):
             else:
                 kept.append(item)
         self._queue = kept
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:200]

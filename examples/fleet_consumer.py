@@ -30,12 +30,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from connex_async import ConnexClient, SessionPool, ZoomexClient
-from connex_async.client import BaseClient
-from connex_async.fleet.cli import FleetOptions, run_fleet_poll
-from connex_async.fleet.connection import FleetKeys
-from connex_async.testing import SimulatedVenue
-from connex_async.testing.redis_server import RedisServer
+from connex_async import BaseClient, ConnexClient, SessionPool, ZoomexClient
+from connex_async.fleet import FleetKeys, FleetOptions, run_fleet_poll
+from connex_async.testing import RedisServer, SimulatedVenue
 
 
 def describe(update: dict[str, Any]) -> str:

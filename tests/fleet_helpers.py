@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from connex_async.fleet.connection import FleetKeys
+from connex_async.fleet.keys import FleetKeys
 
 
 async def wait_for(predicate: Callable[[], bool], within: float, what: str) -> float:

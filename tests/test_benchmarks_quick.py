@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ("decode", "pipeline", "limiter", "fanout")
+BENCHMARKS = ("decode", "pipeline", "limiter", "fanout", "redis")
 
 
 def _finite(value: Any) -> bool:
@@ -132,3 +132,18 @@ def test_fanout_rows(quick_results: dict[str, Any]) -> None:
         assert 0 <= row["gc"]["share"] < 1 and row["gc"]["full_passes"] >= 0
     profile = result["profile"]
     assert (isinstance(profile, str) and profile.startswith("skipped")) or profile["parts"]
+
+
+def test_redis_rows(quick_results: dict[str, Any]) -> None:
+    result = quick_results["results"]["redis"]
+    cpu = [r for r in result["rows"] if r["part"] == "cpu"]
+    assert {r["backend"] for r in cpu} == {"local", "redis"}
+    for row in cpu:
+        assert row["polls"] > 0 and _finite(row["cpu_us_per_poll"]) and row["cpu_us_per_poll"] > 0
+        assert row["violations_so_far"] == 0
+    assert all(r["script_calls"] > 0 for r in cpu if r["backend"] == "redis")
+    fleet = {r["backend"]: r for r in result["rows"] if r["part"] == "fleet"}
+    assert set(fleet) == {"redis", "local"}
+    assert fleet["redis"]["violations"] == 0  # the fleet through Redis never breaks the IP window
+    assert fleet["redis"]["accepted"] > 0
+    assert _finite(result["cpu_ratio"])

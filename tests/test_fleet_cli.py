@@ -15,8 +15,8 @@ from connex_async import ConnexClient, SessionPool
 from connex_async.client import BaseClient
 from connex_async.fleet.__main__ import main
 from connex_async.fleet.cli import FleetOptions, add_fleet_options, run_fleet_poll
-from connex_async.fleet.connection import RedisUnavailableError
 from connex_async.fleet.hashing import Shard
+from connex_async.redis_connection import RedisUnavailableError
 from connex_async.testing import SimulatedVenue
 
 
@@ -149,5 +149,5 @@ def test_the_fleet_cli_imports_and_parses_without_redis_installed() -> None:
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True)
     assert proc.stdout.splitlines() == [
         "1/3",
-        "RedisUnavailableError the fleet needs the redis package: pip install 'connex-async[redis]'",
+        "RedisUnavailableError Redis needs the redis package: pip install 'connex-async[redis]'",
     ]

@@ -22,8 +22,8 @@ import pytest
 import redis.asyncio as aioredis
 from fleet_helpers import Entry, read_stream, redis_now_ms
 
-from connex_async.fleet.connection import FleetKeys
 from connex_async.fleet.hashing import Rendezvous
+from connex_async.fleet.keys import FleetKeys
 from connex_async.testing import SimulatedVenue
 from connex_async.testing.cli import write_credentials
 

@@ -12,8 +12,9 @@ import pytest
 import redis.asyncio as aioredis
 from fleet_helpers import wait_for
 
-from connex_async.fleet.connection import FleetKeys, RedisUnavailableError
+from connex_async.fleet.keys import FleetKeys
 from connex_async.fleet.membership import Membership
+from connex_async.redis_connection import RedisUnavailableError
 from connex_async.testing.redis_server import RedisServer
 
 

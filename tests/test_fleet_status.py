@@ -8,7 +8,7 @@ import json
 import redis.asyncio as aioredis
 from fleet_helpers import redis_now_ms
 
-from connex_async.fleet.connection import FleetKeys
+from connex_async.fleet.keys import FleetKeys
 from connex_async.fleet.membership import Membership
 from connex_async.fleet.status import Section, read_status, render_json, render_text
 from connex_async.fleet.stream import RedisStreamSink

@@ -11,9 +11,10 @@ from fleet_helpers import read_stream, wait_for
 
 from connex_async.cli import update_to_json
 from connex_async.errors import AuthenticationError
-from connex_async.fleet.connection import FleetKeys, RedisUnavailableError
+from connex_async.fleet.keys import FleetKeys
 from connex_async.fleet.stream import RedisStreamSink
 from connex_async.poller import Update
+from connex_async.redis_connection import RedisUnavailableError
 from connex_async.testing.redis_server import RedisServer
 
 EXACT = "33.9674801811745561683687"

@@ -12,8 +12,8 @@ from fleet_helpers import wait_for
 
 from connex_async import ConnexClient, Poller, SessionPool
 from connex_async.client import BaseClient
-from connex_async.fleet.connection import FleetKeys
 from connex_async.fleet.hashing import Rendezvous
+from connex_async.fleet.keys import FleetKeys
 from connex_async.fleet.membership import Membership
 from connex_async.fleet.worker import FleetWorker
 from connex_async.poller import Update

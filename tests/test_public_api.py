@@ -17,7 +17,7 @@ from connex_async.testing import SimulatedVenue
 
 ROOT = Path(__file__).resolve().parent.parent
 CREDS = Credentials("k" * 16, "s" * 32, label="desk-7")
-PUBLIC_MODULES = ("connex_async", "connex_async.testing", "connex_async.prometheus")
+PUBLIC_MODULES = ("connex_async", "connex_async.testing", "connex_async.prometheus", "connex_async.fleet")
 
 
 # -- public names ------------------------------------------------------------------------------

@@ -28,8 +28,8 @@ from connex_async.fleet.cli import (
     run_fleet_poll,
     run_fleet_status,
 )
-from connex_async.fleet.connection import RedisUnavailableError
 from connex_async.pool import SessionPool
+from connex_async.redis_connection import RedisUnavailableError
 from connex_async.venues.connex.client import DEFAULT_BASE_URL as CONNEX_URL
 from connex_async.venues.zoomex.client import DEFAULT_BASE_URL as ZOOMEX_URL
 

@@ -22,13 +22,21 @@ import contextlib
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from connex_async.client import BaseClient
 from connex_async.config import PortfolioConfig
-from connex_async.fleet.connection import (
+from connex_async.fleet.hashing import Shard
+from connex_async.fleet.membership import DEFAULT_LEASE_TTL, Membership, default_member_id
+from connex_async.fleet.output import JsonlSink, Sink
+from connex_async.fleet.status import StatusSource, read_status, render_json, render_text
+from connex_async.fleet.stream import DEFAULT_MAXLEN, RedisStreamSink
+from connex_async.fleet.worker import FleetWorker
+from connex_async.poller import Poller
+from connex_async.pool import SessionPool
+from connex_async.redis_connection import (
     DEFAULT_NAMESPACE,
     RedisUnavailableError,
     bounded,
@@ -40,14 +48,9 @@ from connex_async.fleet.connection import (
     validate_namespace,
     validate_url,
 )
-from connex_async.fleet.hashing import Shard
-from connex_async.fleet.membership import DEFAULT_LEASE_TTL, Membership, default_member_id
-from connex_async.fleet.output import JsonlSink, Sink
-from connex_async.fleet.status import StatusSource, read_status, render_json, render_text
-from connex_async.fleet.stream import DEFAULT_MAXLEN, RedisStreamSink
-from connex_async.fleet.worker import FleetWorker
-from connex_async.poller import Poller
-from connex_async.pool import SessionPool
+
+if TYPE_CHECKING:
+    from connex_async.redis_limits import RedisLimiter
 
 __all__ = [
     "OUTPUTS",
@@ -55,8 +58,12 @@ __all__ = [
     "add_fleet_options",
     "add_status_options",
     "build_clients",
+    "namespace_type",
+    "open_limiter",
+    "redis_url_type",
     "run_fleet_poll",
     "run_fleet_status",
+    "static_share",
 ]
 
 OUTPUTS = ("jsonl", "redis-stream")
@@ -123,12 +130,26 @@ egress_id_type = _argument_type(_egress_id)
 def add_fleet_options(parser: argparse.ArgumentParser) -> None:
     """Add the fleet options (defaults: one process, local limits, JSONL) to ``parser``."""
     group = parser.add_argument_group("fleet", "run as one of several workers sharing limits and portfolios")
-    group.add_argument("--redis", metavar="URL", type=redis_url_type, help="redis://, rediss:// or unix:// URL")
     group.add_argument(
-        "--namespace", metavar="NS", type=namespace_type, default=DEFAULT_NAMESPACE, help="key prefix in Redis"
+        "--redis",
+        metavar="URL",
+        type=redis_url_type,
+        help="admit every request through Redis (redis://, rediss:// or unix://): every process of the "
+        "namespace shares one budget per key and per IP; Redis unreachable: nothing is sent",
     )
     group.add_argument(
-        "--egress-id", metavar="ID", type=egress_id_type, help="this machine's outbound IP identity, for per-IP limits"
+        "--namespace",
+        metavar="NS",
+        type=namespace_type,
+        default=DEFAULT_NAMESPACE,
+        help=f"key prefix in Redis: processes share limits and portfolios within one (default {DEFAULT_NAMESPACE})",
+    )
+    group.add_argument(
+        "--egress-id",
+        metavar="ID",
+        type=egress_id_type,
+        help="the public IP this machine's requests leave from, for per-IP limits (default: one id for all "
+        "machines, the safe choice; set it only for machines behind different addresses)",
     )
     group.add_argument(
         "--shard",
@@ -158,6 +179,11 @@ class FleetOptions:
     lease_ttl: float = DEFAULT_LEASE_TTL
     output: str = "jsonl"
     stream_maxlen: int = DEFAULT_MAXLEN
+
+    @property
+    def runs_fleet(self) -> bool:
+        """Whether the fleet runner polls (``--shard auto`` or ``--output redis-stream``)."""
+        return self.shard == "auto" or self.output == "redis-stream"
 
     def __post_init__(self) -> None:
         if self.shard == "auto" and self.redis is None:
@@ -221,14 +247,13 @@ async def run_fleet_poll(
     ``clients`` is every portfolio of the fleet (the same list in every worker). ``poller_options``
     go to :class:`~connex_async.poller.Poller` (``assets_every``, ...). Without ``stop`` the
     function handles SIGINT and SIGTERM itself. With ``options.redis`` set, Redis must answer at
-    start, else :class:`~connex_async.fleet.connection.RedisUnavailableError` (one line, no
+    start, else :class:`~connex_async.redis_connection.RedisUnavailableError` (one line, no
     password): the caller prints it and exits 2.
     """
     if options.redis is not None:  # whatever uses it (limits, membership, stream): fail now, in one line
         await _check_reachable(options.redis)
     member_id = default_member_id()
-    if isinstance(options.shard, Shard):
-        clients = _static_share(clients, options.shard, options.redis is not None, err, prog)
+    clients = static_share(clients, options, err, prog)
     sink = _sink(options, member_id, out)
     poller = Poller(() if options.shard == "auto" else clients, **(poller_options or {}))
     worker = FleetWorker(clients, poller, _membership(options, member_id)) if options.shard == "auto" else None
@@ -247,13 +272,35 @@ async def run_fleet_poll(
     return 0
 
 
-def _static_share(
-    clients: Sequence[BaseClient], shard: Shard, shared_limits: bool, err: TextIO, prog: str
-) -> list[BaseClient]:
+def static_share(clients: Sequence[BaseClient], options: FleetOptions, err: TextIO, prog: str) -> list[BaseClient]:
+    """The clients of a static ``--shard i/n`` (all of them otherwise), with a one-line warning when
+    the shards do not share their limits (no ``--redis``)."""
+    shard = options.shard
+    if not isinstance(shard, Shard):
+        return list(clients)
     chosen = set(shard.select([c.label for c in clients]))
-    if not shared_limits and shard.count > 1:
+    if options.redis is None and shard.count > 1:
         err.write(f"{prog}: warning: --shard without --redis: per-IP and per-key limits are per process\n")
     return [c for c in clients if c.label in chosen]
+
+
+@contextlib.asynccontextmanager
+async def open_limiter(options: FleetOptions) -> AsyncIterator[RedisLimiter | None]:
+    """The Redis limiter of ``--redis`` (opened, closed afterwards), or ``None``: local limits.
+
+    Redis must answer now: :class:`~connex_async.errors.LimiterUnavailableError` (one line) if not.
+    """
+    if options.redis is None:
+        yield None
+        return
+    from connex_async.redis_limits import RedisLimiter  # noqa: PLC0415 - the redis extra, only when asked
+
+    limiter = RedisLimiter(options.redis, namespace=options.namespace, egress_id=options.egress_id or "default")
+    try:
+        await limiter.open()
+        yield limiter
+    finally:
+        await limiter.aclose()
 
 
 def _sink(options: FleetOptions, member_id: str, out: TextIO) -> Sink:
@@ -383,7 +430,7 @@ async def run_fleet_status(
     out: TextIO = sys.stdout,
     sources: Sequence[StatusSource] = (),
 ) -> int:
-    """Print the fleet's status; :class:`~connex_async.fleet.connection.RedisUnavailableError` if
+    """Print the fleet's status; :class:`~connex_async.redis_connection.RedisUnavailableError` if
     Redis does not answer. ``sources`` add sections (e.g. the limiter's cooling scopes)."""
     redis = connect(url)
     try:

@@ -38,9 +38,9 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from connex_async.fleet.connection import (
+from connex_async.fleet.keys import FleetKeys
+from connex_async.redis_connection import (
     DEFAULT_NAMESPACE,
-    FleetKeys,
     RedisUnavailableError,
     bounded,
     connect,

@@ -1,27 +1,22 @@
 """Where a worker's updates go: the :class:`Sink` interface and JSON lines on a text stream.
 
-Every sink encodes an update with :func:`connex_async.cli.update_to_json` (amounts as exact strings),
-so a JSONL line and a Redis stream entry of the same update are the same bytes.
+Every sink encodes an update with :func:`connex_async.jsonl.update_to_json` (amounts as exact
+strings), so a JSONL line and a Redis stream entry of the same update are the same bytes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
+from connex_async.jsonl import update_to_json
 from connex_async.poller import Update
 
 __all__ = ["JsonlSink", "Sink", "update_encoder"]
 
 
-def update_encoder() -> Callable[[Update], bytes]:
-    """The one JSON encoding of an update (``connex_async.cli.update_to_json``).
-
-    Imported on call, not at module level: ``connex_async.cli`` wires the fleet's options in, so a
-    module-level import from here would be a cycle.
-    """
-    from connex_async.cli import update_to_json  # noqa: PLC0415 - see the docstring
-
+def update_encoder() -> Callable[[Update[Any]], bytes]:
+    """The one JSON encoding of an update (:func:`connex_async.jsonl.update_to_json`)."""
     return update_to_json
 
 
@@ -31,7 +26,7 @@ class Sink(Protocol):
     written: int
     dropped: int
 
-    def write(self, update: Update) -> None:
+    def write(self, update: Update[Any]) -> None:
         """Take one update (without waiting)."""
 
     async def close(self) -> None:
@@ -49,7 +44,7 @@ class JsonlSink:
         self.written = 0
         self.dropped = 0
 
-    def write(self, update: Update) -> None:
+    def write(self, update: Update[Any]) -> None:
         """Write ``update`` as one line."""
         self.out.write(self._encode(update).decode() + "\n")
         self.written += 1

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from connex_async.fleet.connection import FleetKeys
+from connex_async.fleet.keys import FleetKeys
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -23,11 +23,13 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from connex_async.fleet.connection import (
+from connex_async.fleet.keys import FleetKeys
+from connex_async.fleet.output import update_encoder
+from connex_async.poller import Update
+from connex_async.redis_connection import (
     DEFAULT_NAMESPACE,
-    FleetKeys,
     bounded,
     connect,
     describe,
@@ -36,8 +38,6 @@ from connex_async.fleet.connection import (
     redis_errors,
     validate_namespace,
 )
-from connex_async.fleet.output import update_encoder
-from connex_async.poller import Update
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -112,7 +112,7 @@ class RedisStreamSink:
         return len(self._buffer) + self._in_flight
 
     async def start(self) -> None:
-        """Connect (:class:`~connex_async.fleet.connection.RedisUnavailableError` if Redis does not
+        """Connect (:class:`~connex_async.redis_connection.RedisUnavailableError` if Redis does not
         answer) and start the flusher."""
         if self._flusher is not None:
             return
@@ -125,7 +125,7 @@ class RedisStreamSink:
             raise
         self._flusher = asyncio.create_task(self._flush_forever(), name="fleet-stream-flusher")
 
-    def write(self, update: Update) -> None:
+    def write(self, update: Update[Any]) -> None:
         """Queue ``update``; if the buffer is full the oldest queued update is dropped (and counted)."""
         if len(self._buffer) == self._buffer.maxlen:
             self.dropped += 1

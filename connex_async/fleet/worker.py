@@ -35,7 +35,7 @@ class FleetWorker:
 
     ``clients`` is the whole fleet's portfolio list (every worker is given the same list); the
     worker never polls a client outside its share. :meth:`start` joins the fleet (raising
-    :class:`~connex_async.fleet.connection.RedisUnavailableError` if Redis does not answer);
+    :class:`~connex_async.redis_connection.RedisUnavailableError` if Redis does not answer);
     :meth:`stop` leaves it at once, so the survivors take over without waiting for the lease,
     and leaves the poller running: stop it afterwards to let its polls in flight end.
     """

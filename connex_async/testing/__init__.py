@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from connex_async.testing.faults import FAULT_KINDS, Fault
     from connex_async.testing.pytest_plugin import VenueFactory
+    from connex_async.testing.redis_server import RedisServer
     from connex_async.testing.server import DEFAULT_LIMITS, SimulatedVenue
     from connex_async.testing.stats import EndpointStats, VenueStats
     from connex_async.testing.threaded import VenueThread
@@ -42,6 +43,7 @@ __all__ = [
     "EndpointStats",
     "Fault",
     "Limit",
+    "RedisServer",
     "SimLimits",
     "SimulatedVenue",
     "SlidingWindow",
@@ -54,6 +56,7 @@ _WHERE = {
     "DEFAULT_LIMITS": ("server", "DEFAULT_LIMITS"),
     "SimLimits": ("server", "DEFAULT_LIMITS"),
     "SimulatedVenue": ("server", "SimulatedVenue"),
+    "RedisServer": ("redis_server", "RedisServer"),
     "FAULT_KINDS": ("faults", "FAULT_KINDS"),
     "Fault": ("faults", "Fault"),
     "EndpointStats": ("stats", "EndpointStats"),

@@ -1,4 +1,4 @@
-"""Redis connections for the fleet: the one place that imports ``redis``, and the key layout.
+"""Redis connections for the shared limiter and the fleet: the one place that imports ``redis``.
 
 ``redis`` is an optional extra (``pip install 'connex-async[redis]'``): it is imported here, lazily,
 when a connection is made, so that ``import connex_async`` and the fleet's argument parsing work
@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import re
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
@@ -20,7 +19,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_NAMESPACE",
-    "FleetKeys",
     "RedisUnavailableError",
     "bounded",
     "connect",
@@ -41,40 +39,6 @@ _QUERY_PASSWORD = re.compile(r"((?:^|[?&])password=)([^&#]*)", re.IGNORECASE)
 
 class RedisUnavailableError(RuntimeError):
     """Redis cannot be reached (or ``redis`` is not installed); the message never shows a password."""
-
-
-@dataclass(frozen=True, slots=True)
-class FleetKeys:
-    """Every Redis key and channel of one fleet namespace.
-
-    - ``members``: sorted set, member id -> end of its lease in Redis ``TIME`` milliseconds
-    - ``info``: hash, member id -> JSON (host, pid, egress id, portfolios owned, lease, heartbeat)
-    - ``events``: pub/sub channel, a nudge on every join, leave and expiry
-    - ``updates``: stream, one entry per update (fields ``update``: the JSON line, ``worker``: member id)
-    - ``latest``: hash, ``"<portfolio>|<endpoint>"`` -> the newest update's JSON line
-    """
-
-    namespace: str
-
-    @property
-    def members(self) -> str:
-        return f"{self.namespace}:fleet:members"
-
-    @property
-    def info(self) -> str:
-        return f"{self.namespace}:fleet:info"
-
-    @property
-    def events(self) -> str:
-        return f"{self.namespace}:fleet:events"
-
-    @property
-    def updates(self) -> str:
-        return f"{self.namespace}:fleet:updates"
-
-    @property
-    def latest(self) -> str:
-        return f"{self.namespace}:fleet:latest"
 
 
 def validate_namespace(namespace: str) -> str:
@@ -148,7 +112,7 @@ def connect(url: str, *, connect_timeout: float = 5.0) -> Redis:
         from redis.asyncio.retry import Retry  # noqa: PLC0415
         from redis.backoff import NoBackoff  # noqa: PLC0415
     except ImportError:
-        raise RedisUnavailableError("the fleet needs the redis package: pip install 'connex-async[redis]'") from None
+        raise RedisUnavailableError("Redis needs the redis package: pip install 'connex-async[redis]'") from None
     return Redis.from_url(
         url,
         socket_timeout=None,
