@@ -404,6 +404,7 @@ def _run_poll(args: argparse.Namespace) -> int:
     parser: CommandParser = args.parser
     if args.metrics_port is not None and importlib.util.find_spec("prometheus_client") is None:
         parser.error("--metrics-port needs prometheus_client: pip install 'connex-async[prometheus]'")
+    fleet = _fleet_options(args)  # how the options combine: checked before any file is read
     try:
         portfolios = load_portfolios(args.credentials)
     except ConfigError as exc:
@@ -419,7 +420,7 @@ def _run_poll(args: argparse.Namespace) -> int:
         wallet_every=args.wallet_every,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
-        fleet=_fleet_options(args),
+        fleet=fleet,
     )
     if not options.polled_endpoints():
         counts = Counter(VENUE_NAMES[p.venue] for p in portfolios)

@@ -56,6 +56,7 @@ from connex_async.redis_connection import (
     bounded,
     connect,
     describe,
+    ensure_reachable,
     redact,
     validate_namespace,
     validate_url,
@@ -215,9 +216,9 @@ class RedisLimiter(LimiterBackend):
         if self._script is None:
             self._script = self._client.register_script(load_script())
         try:
-            await bounded(self._client.ping(), self.socket_timeout)
-        except Exception as exc:
-            raise LimiterUnavailableError(f"Redis at {self._where()} cannot be reached: {self._reason(exc)}") from None
+            await ensure_reachable(self._client, self.url or "", self.socket_timeout)
+        except RedisUnavailableError as exc:
+            raise LimiterUnavailableError(str(exc)) from None
         return self
 
     async def aclose(self) -> None:

@@ -1,4 +1,4 @@
-"""The fleet's options and entry points: one-line errors (exit 2), static shards, status, no redis needed."""
+"""The fleet's options in ``connex-async``: one-line errors (exit 2), static shards, status, no redis needed."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from connex_async import ConnexClient, SessionPool
+from connex_async.cli import main
 from connex_async.client import BaseClient
-from connex_async.fleet.__main__ import main
 from connex_async.fleet.cli import FleetOptions, add_fleet_options, run_fleet_poll
 from connex_async.fleet.hashing import Shard
 from connex_async.redis_connection import RedisUnavailableError
@@ -82,7 +82,7 @@ def test_an_unreachable_redis_is_one_line_exit_2_without_the_password(
     creds.write_text(json.dumps([{"label": "a", "venue": "connex", "api_key": "k" * 16, "secret": "s" * 32}]))
     url = "redis://:hunter2@127.0.0.1:1/0"
     for command, prog in (
-        (["status"], "connex-async fleet status"),
+        (["fleet", "status"], "connex-async fleet status"),
         (["poll", "--credentials", str(creds), "--shard", "auto"], "connex-async poll"),
         (["poll", "--credentials", str(creds), "--output", "redis-stream"], "connex-async poll"),
         (["poll", "--credentials", str(creds), "--shard", "1/2"], "connex-async poll"),  # for the limits

@@ -1,10 +1,11 @@
-"""Worker processes (``python -m connex_async.fleet poll --shard auto``) over the simulator and a real
+"""Worker processes (``connex-async poll --redis URL --shard auto``) over the simulator and a real
 redis-server: kill -9, restart, SIGTERM, and the stream against the simulator's counts.
 
 Every time here is Redis TIME: a stream entry's id starts with the Redis time of its XADD, and the
 test reads ``TIME`` when it kills or signals a worker. Leases and intervals are short so that each
 test takes seconds; the bounds leave about a second of slack for a slow, shared machine.
-Limits are local to each worker (the simulator counts violations; the load stays far below them).
+Every request of every worker is admitted through the Redis limiter (``--redis``), the namespace
+declared cold first (``connex-async fleet init``: nothing was sent through it before).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from connex_async.fleet.keys import FleetKeys
 from connex_async.testing import SimulatedVenue
 from connex_async.testing.cli import write_credentials
 
+_SCRIPT = Path(sys.executable).with_name("connex-async")
+CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "connex_async.cli"]
 LEASE = 3.0
 HEARTBEAT = 0.5
 INTERVAL = 0.5
@@ -62,7 +65,7 @@ class Worker:
 
 async def start_worker(creds: Path, base_url: str, redis_url: str, interval: float = INTERVAL) -> Worker:
     proc = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "connex_async.fleet", "poll", "--credentials", str(creds), "--base-url", base_url),
+        *(*CLI, "poll", "--credentials", str(creds), "--base-url", base_url),
         *("--redis", redis_url, "--shard", "auto", "--lease-ttl", str(LEASE), "--heartbeat", str(HEARTBEAT)),
         *("--assets-every", str(interval), "--wallet-every", str(interval), "--positions-every", "60"),
         *("--output", "redis-stream"),
@@ -77,6 +80,16 @@ async def start_worker(creds: Path, base_url: str, redis_url: str, interval: flo
         rest = await proc.stderr.read()
         pytest.fail(f"worker did not join: {first}{rest.decode()[-2000:]}")
     return Worker(proc, match[1])
+
+
+async def fleet_init(redis_url: str) -> None:
+    """``connex-async fleet init``: the namespace is new, so the shared limits start without an embargo."""
+    proc = await asyncio.create_subprocess_exec(
+        *CLI, "fleet", "init", "--redis", redis_url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().startswith("connex-async fleet init: namespace connex-async: no start-up embargo")
 
 
 @contextlib.asynccontextmanager
@@ -169,6 +182,7 @@ async def test_kill_9_restart_and_sigterm(redis_url: str, tmp_path: Path) -> Non
             return (max(found.values()) - after_ms) / 1000
 
         try:
+            await fleet_init(redis_url)
             w1, w2, w3 = await asyncio.gather(*(start_worker(creds, venue.base_url, redis_url) for _ in range(3)))
             started += [w1, w2, w3]
             ids = {w.member_id for w in (w1, w2, w3)}
@@ -232,6 +246,7 @@ async def test_the_stream_holds_every_update_of_the_run(redis_url: str, tmp_path
         workers_cleanup() as started,
     ):
         write_credentials(venue, str(creds))
+        await fleet_init(redis_url)
         w1, w2 = await asyncio.gather(*(start_worker(creds, venue.base_url, redis_url, 0.25) for _ in range(2)))
         started += [w1, w2]
         await asyncio.sleep(2.5)

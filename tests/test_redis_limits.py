@@ -203,7 +203,7 @@ async def _try_while_reconnecting(limiter: RedisLimiter, scope: tuple[RedisScope
 
 async def test_unreachable_redis_at_open_is_one_clear_error(tmp_path: object) -> None:
     limiter = RedisLimiter("unix:///nonexistent/redis.sock", socket_timeout=0.5)
-    with pytest.raises(LimiterUnavailableError, match="cannot be reached"):
+    with pytest.raises(LimiterUnavailableError, match="cannot reach Redis"):
         await limiter.open()
     await limiter.aclose()
 

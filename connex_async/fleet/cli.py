@@ -1,6 +1,6 @@
 """The fleet's command-line pieces, for ``connex-async poll`` and ``connex-async fleet status``.
 
-``connex_async.cli`` wires these in; ``python -m connex_async.fleet`` runs them on their own:
+``connex_async.cli`` wires these into ``connex-async poll`` and ``connex-async fleet``:
 
 - :func:`add_fleet_options` adds ``--redis``, ``--namespace``, ``--egress-id``, ``--shard``,
   ``--heartbeat``, ``--lease-ttl``, ``--output`` and ``--stream-maxlen`` to a parser;
