@@ -78,7 +78,7 @@ class BaseClient:
         if self._owns_pool:
             await self.pool.close()
 
-    async def _call(self, endpoint: Endpoint[T], params: Mapping[str, ParamValue]) -> T:
+    async def _call(self, endpoint: Endpoint[T], params: Mapping[str, ParamValue], deadline: float | None = None) -> T:
         if self._owns_pool and self.pool.closed:
             await self.pool.open()
         return await self.pool.request(
@@ -88,6 +88,7 @@ class BaseClient:
             params,
             self.credentials,
             limit=self.limits.get(endpoint.name),
+            deadline=deadline,
         )
 
     def poll_jobs(self) -> dict[str, Callable[[], Awaitable[Any]]]:
