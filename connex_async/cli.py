@@ -163,8 +163,8 @@ async def run_poll(
         ) as poller:
             await _consume(poller, pool, duration, out, fmt, dashboard, f"connex-async poll: {len(clients)} portfolios")
         if poller.quarantined:
-            for label, reason in poller.quarantined.items():
-                sys.stderr.write(f"quarantined {label}: {reason}\n")
+            for (label, endpoint), reason in poller.quarantined.items():
+                sys.stderr.write(f"quarantined {label}/{endpoint}: {reason}\n")
         return 0
 
 
