@@ -25,10 +25,10 @@ over ``max_bytes``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Context, Decimal
-from itertools import chain
-from operator import attrgetter
+from itertools import chain, repeat
+from operator import attrgetter, getitem
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -41,6 +41,7 @@ __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "FiniteRows",
     "PayloadDecoder",
+    "all_sane",
     "amount_ok",
     "check_finite",
     "first_unplain_amount",
@@ -70,6 +71,7 @@ AMOUNT_EXPONENT_LIMIT = 300
 # `is_normal` is False below the context's Emin. The too large need `adjusted()`, which is 0 for NaN.
 _is_normal = Context(Emin=-AMOUNT_EXPONENT_LIMIT, Emax=AMOUNT_EXPONENT_LIMIT).is_normal
 _adjusted = Decimal.adjusted
+_astuple = msgspec.structs.astuple
 _AMOUNT_PROBLEM = f"amount is not a finite number within 1e±{AMOUNT_EXPONENT_LIMIT}"
 
 
@@ -85,30 +87,57 @@ def check_finite(*amounts: Decimal | None) -> None:
             raise ValueError(_AMOUNT_PROBLEM)
 
 
+def all_sane(amounts: Iterable[Decimal]) -> bool:
+    """Whether every amount (``None`` and zeros already dropped) is finite and within 1e±LIMIT.
+
+    Two C-level passes: ``is_normal`` under a context whose Emin is the limit rejects NaN, the
+    infinities and the too small in the one call ``is_finite`` cost before; ``max(adjusted)``
+    bounds the too large. Nothing else would be cheaper: no ``Decimal`` predicate looks at Emax.
+    """
+    values = list(amounts)
+    return all(map(_is_normal, values)) and (not values or max(map(_adjusted, values)) <= AMOUNT_EXPONENT_LIMIT)
+
+
 class FiniteRows:
     """Checks every ``Decimal`` field of many rows of one Struct type with C-level passes.
 
     For the big lists (1,000 asset rows) a ``__post_init__`` per row costs a Python call each;
-    this walks all amounts with ``map`` instead (see :func:`amount_ok`), and locates the bad row
-    only when there is one.
+    this walks all amounts with ``map`` instead (:func:`all_sane`), and locates the bad row only
+    when there is one. When a row's amounts are consecutive fields (Asset, Position and the
+    wallet's are, by design), one slice of ``msgspec.structs.astuple`` extracts them: a third
+    cheaper than ``attrgetter``'s one lookup per field.
     """
 
-    __slots__ = ("_amounts", "fields")
+    __slots__ = ("_amounts", "_window", "fields")
 
     def __init__(self, row_type: type[msgspec.Struct]) -> None:
-        self.fields = tuple(f.name for f in msgspec.structs.fields(row_type) if f.type in (Decimal, Decimal | None))
+        every = msgspec.structs.fields(row_type)
+        at = [i for i, f in enumerate(every) if f.type in (Decimal, Decimal | None)]
+        self.fields = tuple(every[i].name for i in at)
         self._amounts = attrgetter(*self.fields)
+        consecutive = at == list(range(at[0], at[-1] + 1))
+        self._window = slice(at[0], at[-1] + 1) if consecutive else None
+
+    def amounts(self, rows: Iterable[Any]) -> Iterator[Decimal]:
+        """Every non-zero amount of ``rows`` (``filter(None, ...)`` drops ``None`` and zeros)."""
+        if self._window is None:
+            per_row: Iterable[Iterable[Decimal]] = map(self._amounts, rows)
+        else:
+            per_row = map(getitem, map(_astuple, rows), repeat(self._window))
+        return filter(None, chain.from_iterable(per_row))
 
     def first_bad(self, rows: Sequence[Any]) -> int | None:
         """Index of the first row holding NaN, an infinity or an amount out of range, or ``None``."""
-        # filter(None, ...) drops None (and zeros, which are always fine).
-        amounts = list(filter(None, chain.from_iterable(map(self._amounts, rows))))
-        if all(map(_is_normal, amounts)) and max(map(_adjusted, amounts), default=0) <= AMOUNT_EXPONENT_LIMIT:
+        if all_sane(self.amounts(rows)):
             return None
+        return self.locate(rows)
+
+    def locate(self, rows: Sequence[Any]) -> int | None:
+        """Index of the first bad row (the slow half of :meth:`first_bad`)."""
         for index, row in enumerate(rows):
             if not all(map(amount_ok, filter(None, self._amounts(row)))):
                 return index
-        return None  # pragma: no cover - the fast pass said there was one
+        return None
 
 
 def snippet(body: bytes, limit: int = 160) -> str:
