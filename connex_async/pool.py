@@ -97,13 +97,19 @@ class _Budget:
     ends sooner: the context variable below carries it down.
     """
 
-    __slots__ = ("attempts", "expires", "last_error", "seconds", "stage")
+    __slots__ = ("armed", "attempts", "covered", "expires", "last_error", "seconds", "stage")
+
+    armed: bool
 
     def __init__(self, seconds: float | None, outer: _Budget | None) -> None:
         self.seconds = seconds
         self.expires = None if seconds is None or seconds == math.inf else time.monotonic() + seconds
-        if outer is not None and outer.expires is not None and (self.expires is None or outer.expires < self.expires):
-            self.seconds, self.expires = outer.seconds, outer.expires
+        #: An enclosing call's timer ends this one: it needs none of its own (two timers due at the
+        #: same instant would fire in either order, and the outer call must be the one to report).
+        self.covered = False
+        if outer is not None and outer.expires is not None and (self.expires is None or outer.expires <= self.expires):
+            self.seconds, self.expires, self.covered = outer.seconds, outer.expires, outer.armed
+        self.armed = False  # an asyncio timer of this call enforces `expires`
         self.attempts = 0  # attempts that reached the wire
         self.stage = "starting"
         self.last_error: ConnexAsyncError | None = None
@@ -294,15 +300,16 @@ class SessionPool:
         label = credentials.label if credentials else None
         token = _current_budget.set(budget)
         try:
-            if budget.expires is None:
+            if budget.expires is None or budget.covered:
                 return await self._attempts(venue, endpoint, base_url, params, credentials, limit, budget)
             left = budget.expires - time.monotonic()
             if left <= 0:
                 raise budget.error(venue, endpoint, label)
+            budget.armed = True
             async with asyncio.timeout(left) as scope:  # cancellation-safe all the way down
                 return await self._attempts(venue, endpoint, base_url, params, credentials, limit, budget)
         except TimeoutError:
-            if budget.expires is None or not scope.expired():
+            if not budget.armed or not scope.expired():
                 raise
             raise budget.error(venue, endpoint, label) from budget.last_error
         finally:

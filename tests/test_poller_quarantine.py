@@ -74,15 +74,17 @@ async def test_venue_wide_403_pauses_then_a_probe_lifts_it() -> None:
             venue.script(client.credentials.api_key, ["ip_limit", "ip_limit"], endpoint="assets")
         poller = Poller(clients, assets_every=0.1, positions_every=None, quarantine_after=2, quarantine_pause=1.0)
         async with poller:
-            first = await until(poller, lambda _: len(poller.quarantined) == len(clients))
-            paused = poller.quarantined
+            # Conditions on what each portfolio went through, not on one moment: on a slow machine
+            # the first pause may end before the last portfolio is paused.
+            first = await until(poller, lambda got: sum(u.quarantined for u in got) == len(clients))
             later = await until(poller, lambda got: all(any(u.ok for u in of(got, c.label, "assets")) for c in clients))
         after = poller.quarantined
-    assert set(paused) == {(c.label, "assets") for c in clients}
-    assert sum(u.quarantined for u in first) == len(clients)
+    assert {u.portfolio for u in first if u.quarantined} == {c.label for c in clients}
     assert all(isinstance(u.error, PermissionDeniedError) for u in first if not u.ok)
     assert after == {}
     assert all(u.ok for u in later)  # each probe succeeded: no third refusal, no new pause
+    for client in clients:  # the two refusals, then at least the probe
+        assert sum(s.requests for s in venue.stats().for_key(client.credentials.api_key)) >= 3
 
 
 async def test_bad_key_pauses_the_whole_portfolio_and_can_be_re_added() -> None:
