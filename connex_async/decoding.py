@@ -113,6 +113,8 @@ class FiniteRows:
     def __init__(self, row_type: type[msgspec.Struct]) -> None:
         every = msgspec.structs.fields(row_type)
         at = [i for i, f in enumerate(every) if f.type in (Decimal, Decimal | None)]
+        if len(at) < 2:  # attrgetter of one name returns the value, not a tuple
+            raise ValueError(f"{row_type.__name__} has fewer than two Decimal fields: check them in __post_init__")
         self.fields = tuple(every[i].name for i in at)
         self._amounts = attrgetter(*self.fields)
         consecutive = at == list(range(at[0], at[-1] + 1))
