@@ -104,7 +104,7 @@ class BaseClient:
         if self._owns_pool:
             await self.pool.close()
 
-    async def _call(self, endpoint: Endpoint[T], params: Mapping[str, ParamValue]) -> T:
+    async def _call(self, endpoint: Endpoint[T], params: Mapping[str, ParamValue], deadline: float | None = None) -> T:
         if self._owns_pool and self.pool.closed:
             # Opening it here would leave an aiohttp session nobody closes (a ResourceWarning later).
             name = type(self).__name__
@@ -119,6 +119,7 @@ class BaseClient:
             params,
             self.credentials,
             limit=self.limits.get(endpoint.name),
+            deadline=deadline,
         )
 
     def poll_jobs(self) -> dict[str, Callable[[], Awaitable[Any]]]:

@@ -12,8 +12,9 @@ class Credentials:
 
     ``label`` names the portfolio in logs, updates and errors (it defaults to a short,
     non-reversible fingerprint of the key). ``limit_group`` is the scope that rate limits
-    are counted in; it defaults to the key itself, and keys that the venue counts together
-    can share one group.
+    are counted in; it defaults to one per key (``key:`` and a 128-bit digest of the key, never
+    the key itself: limiter scopes show up in dumps and metrics), and keys that the venue counts
+    together can share one group.
 
     The secret is never part of ``repr``, ``str``, logs or exception text.
     """
@@ -40,7 +41,7 @@ class Credentials:
         self.api_key = api_key
         self._secret = secret
         self.label = label if label is not None else f"key-{self.fingerprint}"
-        self.limit_group = limit_group if limit_group is not None else f"key:{api_key}"
+        self.limit_group = limit_group if limit_group is not None else f"key:{self.digest}"
 
     @property
     def secret(self) -> str:
@@ -50,7 +51,13 @@ class Credentials:
     @property
     def fingerprint(self) -> str:
         """A short hash of the API key, safe to log."""
-        return hashlib.sha256(self.api_key.encode()).hexdigest()[:10]
+        return self.digest[:10]
+
+    @property
+    def digest(self) -> str:
+        """A 128-bit hash of the API key (32 hex digits), safe to log and unique in practice:
+        among 100,000 keys the chance of any two sharing one is about 1.5e-29."""
+        return hashlib.sha256(self.api_key.encode()).hexdigest()[:32]
 
     def __repr__(self) -> str:
         return f"Credentials(label={self.label!r}, key={self.fingerprint}…, secret=***)"

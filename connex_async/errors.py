@@ -13,10 +13,12 @@ the endpoint and (when known) the portfolio label, never the key or the secret::
     │   ├── BadRequestError      parameter errors, 4xx
     │   └── ServerError          5xx and the venue's "service unavailable" codes
     ├── TransportError           no usable HTTP answer: reset, refused, truncated body
-    │   └── RequestTimeoutError
+    │   └── RequestTimeoutError  an attempt's ``timeout`` or the call's ``deadline`` ran out
     ├── DecodeError              the answer is not the documented shape
+    │   └── PagingError          the venue's pages do not add up (ignored page number, repeats)
     ├── LimiterTimeoutError      waited longer than ``max_queue_wait`` for a rate-limit slot
-    └── LimiterUnavailableError  the shared limiter (Redis) cannot be reached: nothing is sent
+    ├── LimiterUnavailableError  the shared limiter (Redis) cannot be reached: nothing is sent
+    └── PoolClosedError          the pool was closed while the call was in flight
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ __all__ = [
     "DecodeError",
     "LimiterTimeoutError",
     "LimiterUnavailableError",
+    "PagingError",
     "PermissionDeniedError",
+    "PoolClosedError",
     "RateLimitError",
     "RequestTimeoutError",
     "ServerError",
@@ -48,9 +52,20 @@ def one_line(text: str, limit: int = 200) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-# Headers that could carry credentials are never kept on an error.
-_SECRET_HEADERS = frozenset(
-    {"x-mbx-apikey", "signature", "nonce", "x-bapi-api-key", "x-bapi-sign", "authorization", "cookie"}
+# Headers that could carry credentials are never kept on an error; nor are a venue's cookies
+# (``Set-Cookie``): session material that is not ours to log.
+SECRET_HEADERS = frozenset(
+    {
+        "x-mbx-apikey",
+        "signature",
+        "nonce",
+        "x-bapi-api-key",
+        "x-bapi-sign",
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+    }
 )
 
 
@@ -113,7 +128,7 @@ class APIError(ConnexAsyncError):
         self.status = status
         self.code = code
         self.request_id = request_id
-        self.headers: dict[str, str] = {k: v for k, v in (headers or {}).items() if k.lower() not in _SECRET_HEADERS}
+        self.headers: dict[str, str] = {k: v for k, v in (headers or {}).items() if k.lower() not in SECRET_HEADERS}
         if retryable is not None:
             self.retryable = retryable
 
@@ -183,7 +198,27 @@ class TransportError(ConnexAsyncError):
 
 
 class RequestTimeoutError(TransportError):
-    """The HTTP request did not finish within its timeout. Retried."""
+    """A time budget ran out; ``budget`` says which one.
+
+    ``"timeout"``: one HTTP attempt took longer than ``SessionPool(timeout=...)``; retried.
+    ``"deadline"``: the whole call (queueing, clock sync, every attempt and backoff) took longer
+    than its ``deadline``; never retried, it is the end of the call.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        cause: BaseException | None = None,
+        *,
+        budget: str = "timeout",
+        venue: str | None = None,
+        endpoint: str | None = None,
+        portfolio: str | None = None,
+    ) -> None:
+        super().__init__(message, cause, venue=venue, endpoint=endpoint, portfolio=portfolio)
+        self.budget = budget
+        if budget == "deadline":
+            self.retryable = False
 
 
 class DecodeError(ConnexAsyncError):
@@ -208,6 +243,17 @@ class DecodeError(ConnexAsyncError):
         return f"{self.message}{at}; body starts {self.snippet!r}"
 
 
+class PagingError(DecodeError):
+    """The venue's pages do not add up: a page other than the one asked for, a page that repeats
+    the previous one, an empty page before ``totalSize`` rows came, or more pages than
+    ``max_pages``. The listing ends here rather than loop forever or return a partial list as if
+    it were complete."""
+
+    def _detail(self) -> str:
+        at = f" at {self.path}" if self.path else ""
+        return f"{self.message}{at}"
+
+
 class LimiterTimeoutError(ConnexAsyncError):
     """A rate-limit slot did not come within ``max_queue_wait`` seconds; nothing was sent."""
 
@@ -221,4 +267,11 @@ class LimiterUnavailableError(ConnexAsyncError):
 
     The limiter reconnects on its own, with backoff; until then every admission fails fast with
     this error, so a Poller keeps producing updates (carrying it) instead of hanging.
+    """
+
+
+class PoolClosedError(ConnexAsyncError, RuntimeError):
+    """The :class:`~connex_async.pool.SessionPool` is closed (or was closed while this call ran).
+
+    Also a ``RuntimeError``, which is what using a closed pool raised before this type existed.
     """

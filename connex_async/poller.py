@@ -14,6 +14,12 @@ connection while it waits: the poller decides *when to want* data, the pool *whe
 
 Output is "newest wins" per (portfolio, endpoint): a consumer that falls behind sees the latest
 data for each, never an unbounded queue, and :attr:`PollerStats.superseded` counts what it missed.
+
+Quarantine: a job whose polls fail ``quarantine_after`` times in a row with a permission error
+pauses alone (the key may lack that one endpoint's permission; its other endpoints go on); an
+authentication error pauses every job of the portfolio (the key itself is refused). After
+``quarantine_pause`` seconds one probe poll runs: success lifts the quarantine, failure starts
+another pause. ``add()`` of a quarantined portfolio replaces it (a rotated key) and polls at once.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import math
 import random
 import time
 from collections import deque
@@ -78,6 +85,7 @@ class Update(Generic[T]):
     latency: float
     attempts: int
     limiter_wait: float = 0.0
+    #: This poll's failure paused its job (or, for an authentication error, its portfolio).
     quarantined: bool = False
 
     @property
@@ -173,7 +181,9 @@ class _Job:
     created: float = field(default_factory=time.monotonic)
     running: bool = False
     removed: bool = False
-    auth_failures: int = 0
+    auth_failures: int = 0  # authentication or permission errors in a row
+    quarantined_until: float | None = None  # time.monotonic(); inf: until the portfolio is re-added
+    quarantine_whole: bool = False  # paused with its whole portfolio (an authentication error)
     key: JobKey = field(init=False)
     group: tuple[str, str] = field(init=False)  # (venue, endpoint): shares the pool's in-flight slots
     in_flight: _InFlight | None = None  # the pool's, set by Poller._register
@@ -195,8 +205,12 @@ class PollerStats:
     polls_failed: int
     superseded: int
     pending_updates: int
-    quarantined: dict[str, str]
+    #: (portfolio, endpoint) -> the error that paused it.
+    quarantined: dict[JobKey, str]
     staleness: dict[JobKey, float]
+    #: Unexpected (non-SDK) exceptions by type and endpoint: the first of each is logged with its
+    #: traceback, the rest only counted here.
+    unexpected_errors: dict[str, int] = field(default_factory=dict)
 
     def staleness_quantile(self, q: float) -> float:
         """The ``q`` quantile of staleness over all jobs (0 if none)."""
@@ -211,8 +225,10 @@ class Poller:
 
     ``assets_every`` / ``positions_every`` apply to ConneX clients, ``wallet_every`` to Zoomex
     clients (seconds; ``None`` skips that endpoint). Requests on the wire are bounded by each
-    pool's connector limit. A key whose polls fail authentication ``quarantine_after`` times in a
-    row is dropped and reported once.
+    pool's connector limit. A job whose polls fail with a permission error ``quarantine_after``
+    times in a row pauses for ``quarantine_pause`` seconds (an authentication error pauses the
+    whole portfolio), then one probe poll decides; ``quarantine_pause=None`` pauses until the
+    portfolio is re-added with :meth:`add`.
     """
 
     def __init__(
@@ -223,6 +239,7 @@ class Poller:
         positions_every: float | None = 15.0,
         wallet_every: float | None = 1.0,
         quarantine_after: int = 3,
+        quarantine_pause: float | None = 300.0,
         stop_timeout: float = 5.0,
     ) -> None:
         self.intervals: dict[str, float | None] = {
@@ -233,7 +250,10 @@ class Poller:
         for name, every in self.intervals.items():
             if every is not None and every <= 0:
                 raise ValueError(f"{name}_every must be > 0 seconds or None")
+        if quarantine_pause is not None and not quarantine_pause > 0:
+            raise ValueError("quarantine_pause must be > 0 seconds or None")
         self.quarantine_after = quarantine_after
+        self.quarantine_pause = quarantine_pause
         self.stop_timeout = stop_timeout
         self._jobs: dict[JobKey, _Job] = {}
         self._clients: dict[str, BaseClient] = {}
@@ -248,7 +268,8 @@ class Poller:
         self._scheduler: asyncio.Task[None] | None = None
         self._closing = False
         self._started = self._ended = self._failed = self._superseded = 0
-        self._quarantined: dict[str, str] = {}
+        self._quarantined: dict[JobKey, str] = {}
+        self._unexpected: dict[str, int] = {}
         # Spread each endpoint's first polls evenly over its interval: the n-th of N clients that
         # poll an endpoint starts at n/N of it, whatever the order or mix of venues in `clients`.
         pending = list(clients)
@@ -267,22 +288,29 @@ class Poller:
     # -- membership ------------------------------------------------------------------------
 
     def add(self, client: BaseClient) -> None:
-        """Start polling ``client`` (at a random phase); its label must be unique."""
-        self._register(client, {endpoint: random.random() for endpoint in client.poll_jobs()})
+        """Start polling ``client`` (at a random phase); its label must be unique.
+
+        A quarantined portfolio may be added again (say, with a rotated key): it replaces the
+        quarantined one, and its polls start at once.
+        """
+        if any(key[0] == client.label for key in self._quarantined):
+            self.remove(client.label)
+            self._register(client, dict.fromkeys(client.poll_jobs(), 0.0))
+        else:
+            self._register(client, {endpoint: random.random() for endpoint in client.poll_jobs()})
         self._wake.set()
 
     def remove(self, client_or_label: BaseClient | str) -> None:
-        """Stop polling a portfolio; a poll in flight still ends in one update."""
+        """Stop polling a portfolio (quarantined or not); a poll in flight still ends in one update."""
         label = client_or_label if isinstance(client_or_label, str) else client_or_label.label
         self._clients.pop(label, None)
         for key in [k for k in self._jobs if k[0] == label]:
             self._jobs.pop(key).removed = True
+            self._quarantined.pop(key, None)
 
     def _register(self, client: BaseClient, phases: dict[str, float]) -> None:
         if client.label in self._clients:
             raise ValueError(f"a portfolio labelled {client.label!r} is already polled")
-        if client.label in self._quarantined:
-            raise ValueError(f"portfolio {client.label!r} is quarantined: {self._quarantined[client.label]}")
         self._clients[client.label] = client
         now = time.monotonic()
         for endpoint, fetch in client.poll_jobs().items():
@@ -379,6 +407,9 @@ class Poller:
             heapq.heappop(self._heap)
             if job.removed:
                 continue
+            if job.quarantined_until is not None and job.quarantined_until > due:
+                self._push(job, job.quarantined_until)  # its portfolio was paused after it was queued
+                continue
             in_flight = job.in_flight
             assert in_flight is not None
             if in_flight.may_start(job.group):
@@ -424,17 +455,31 @@ class Poller:
                         portfolio=job.client.label,
                     )
                 except Exception as exc:  # a bug must not silently eat a portfolio's updates
-                    logger.exception("poll of %s/%s failed unexpectedly", job.client.label, job.endpoint)
-                    error = ConnexAsyncError(
-                        f"unexpected {type(exc).__name__}: {exc}",
-                        venue=job.client.venue.name,
-                        endpoint=job.endpoint,
-                        portfolio=job.client.label,
-                    )
+                    error = self._unexpected_error(job, exc)
         finally:
             job.running = False
             self._start_next(job)
         self._finish(job, data, error, time.perf_counter() - started, call.attempts, call.limiter_wait)
+
+    def _unexpected_error(self, job: _Job, exc: Exception) -> ConnexAsyncError:
+        """Log the first of each kind with its traceback, count the rest: a bug that hits every
+        poll of every portfolio must not write thousands of tracebacks a second."""
+        kind = f"{type(exc).__name__} in {job.client.venue.name}/{job.endpoint}"
+        seen = self._unexpected.get(kind, 0)
+        self._unexpected[kind] = seen + 1
+        if not seen:
+            logger.exception(
+                "poll of %s/%s failed unexpectedly; further %s are only counted (Poller.stats().unexpected_errors)",
+                job.client.label,
+                job.endpoint,
+                kind,
+            )
+        return ConnexAsyncError(
+            f"unexpected {type(exc).__name__}: {exc}",
+            venue=job.client.venue.name,
+            endpoint=job.endpoint,
+            portfolio=job.client.label,
+        )
 
     def _finish(
         self,
@@ -451,13 +496,16 @@ class Poller:
         if error is None:
             job.last_success = now
             job.auth_failures = 0
+            if job.quarantined_until is not None:
+                self._lift(job)
         else:
             self._failed += 1
             if isinstance(error, AuthenticationError | PermissionDeniedError):
                 job.auth_failures += 1
-                quarantined = job.auth_failures >= self.quarantine_after
+                paused = job.quarantined_until is not None and job.quarantined_until > now  # a poll in flight
+                quarantined = job.auth_failures >= self.quarantine_after and not job.removed and not paused
         if quarantined:
-            self._quarantine(job.client.label, error)
+            self._quarantine(job, error, now)
         update = _UPDATE_TYPES.get(job.endpoint, Update)(
             portfolio=job.client.label,
             venue=job.client.venue.name,
@@ -473,23 +521,57 @@ class Poller:
         self._publish(cast(PollUpdate, update))
         if not job.removed and not self._closing:
             # Coalesce: a poll that overran its interval runs once more now, not once per missed tick.
-            job.due = max(job.due + job.interval, now)
-            heapq.heappush(self._heap, (job.due, next(self._seq), job))
-            if self._heap[0][2] is job:  # otherwise the scheduler already sleeps until an earlier job
-                self._wake.set()
+            job.due = max(job.due + job.interval, now, job.quarantined_until or now)
+            self._push(job, job.due)
 
-    def _quarantine(self, label: str, error: ConnexAsyncError | None) -> None:
-        if label in self._quarantined:
+    def _push(self, job: _Job, due: float) -> None:
+        """Schedule ``job`` at ``due`` (never, if that is infinity: it waits to be re-added)."""
+        if due == math.inf:
             return
-        self._quarantined[label] = str(error)
-        logger.warning("portfolio %s quarantined after repeated auth failures: %s", label, error)
-        self.remove(label)
+        heapq.heappush(self._heap, (due, next(self._seq), job))
+        if self._heap[0][2] is job:  # otherwise the scheduler already sleeps until an earlier job
+            self._wake.set()
+
+    def _quarantine(self, job: _Job, error: ConnexAsyncError | None, now: float) -> None:
+        """Pause ``job`` (a permission error) or every job of its portfolio (an authentication error)."""
+        until = now + self.quarantine_pause if self.quarantine_pause is not None else math.inf
+        whole = isinstance(error, AuthenticationError)
+        jobs = [j for j in self._jobs.values() if j.client is job.client] if whole else [job]
+        for paused in jobs:
+            paused.quarantined_until = until
+            paused.quarantine_whole = whole
+            # Each paused job's next poll is a probe: one more refusal pauses again at once.
+            paused.auth_failures = max(paused.auth_failures, self.quarantine_after - 1)
+            self._quarantined[paused.key] = str(error)
+        pause = "until re-added" if until == math.inf else f"for {self.quarantine_pause:g}s, then probed"
+        scope = "every endpoint of the portfolio" if whole else "this endpoint only"
+        logger.warning(
+            "portfolio %s %s quarantined (%s) after %d failures in a row, %s: %s",
+            job.client.label,
+            job.endpoint,
+            scope,
+            job.auth_failures,
+            pause,
+            error,
+        )
+
+    def _lift(self, job: _Job) -> None:
+        """A probe succeeded: this endpoint works again, and so does the key of a portfolio paused whole."""
+        lifted = [job]
+        if job.quarantine_whole:
+            lifted += [j for j in self._jobs.values() if j.client is job.client and j.quarantine_whole and j is not job]
+        for resumed in lifted:
+            resumed.quarantined_until = None
+            resumed.quarantine_whole = False
+            resumed.auth_failures = 0
+            self._quarantined.pop(resumed.key, None)
+        logger.warning("portfolio %s %s: quarantine lifted, a probe poll succeeded", job.client.label, job.endpoint)
 
     # -- observing -------------------------------------------------------------------------
 
     @property
-    def quarantined(self) -> dict[str, str]:
-        """Quarantined portfolio labels and the error that put them there."""
+    def quarantined(self) -> dict[JobKey, str]:
+        """Quarantined (portfolio, endpoint) jobs and the error that put each there."""
         return dict(self._quarantined)
 
     def stats(self) -> PollerStats:
@@ -509,4 +591,5 @@ class Poller:
                 key: now - (job.last_success if job.last_success is not None else job.created)
                 for key, job in self._jobs.items()
             },
+            unexpected_errors=dict(self._unexpected),
         )

@@ -2,8 +2,11 @@
 
 Per attempt: **limit** (per key scope, then per host, and the host's circuit) -> **sign** (fresh
 nonce / timestamp) -> **send** (one shared aiohttp session, the signed query byte for byte) ->
-**classify and decode** (the venue's ``parse``) -> **retry or raise** (typed error). Where to look:
+**classify and decode** (the venue's ``parse``) -> **retry or raise** (typed error). The whole call
+runs under its **deadline**. Where to look:
 
+- deadline: :meth:`SessionPool.request` around the loop (:meth:`SessionPool._attempts`),
+  :class:`_Budget`, :class:`call_deadline`
 - limiting: :meth:`SessionPool._scopes_for`, :meth:`SessionPool._admit` through one
   :class:`~connex_async.limiter_backend.LimiterBackend` (local :mod:`connex_async.limits` or
   :mod:`connex_async.redis_limits`; the loop cannot tell which); a request written late after its
@@ -11,7 +14,8 @@ nonce / timestamp) -> **send** (one shared aiohttp session, the signed query byt
 - circuits: a ban signal stops the host (:meth:`SessionPool._recover`), half-open probes
   (:meth:`SessionPool._report_probe`)
 - signing:  :meth:`SessionPool._sign`, :mod:`connex_async.signing`
-- sending:  :meth:`SessionPool._send`
+- sending:  :meth:`SessionPool._send`; the body cap while reading :meth:`SessionPool._read_capped`;
+  what is kept of aiohttp's exceptions, scrubbed: :mod:`connex_async.redaction`
 - retrying: :meth:`SessionPool._recover`, :mod:`connex_async.retry`
 - decoding: the venue's ``parse``, :mod:`connex_async.decoding`
 """
@@ -21,9 +25,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import time
 from collections.abc import Mapping
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -40,6 +45,7 @@ from connex_async.errors import (
     ConnexAsyncError,
     LimiterTimeoutError,
     LimiterUnavailableError,
+    PoolClosedError,
     RateLimitError,
     RequestTimeoutError,
     TimestampError,
@@ -50,12 +56,13 @@ from connex_async.limiter_backend import CircuitKey, LimiterBackend, Verdict
 from connex_async.limits import LimiterRegistry
 from connex_async.metrics import AttemptEvent, Metrics
 from connex_async.rate_limit import RateLimit
+from connex_async.redaction import scrubbed
 from connex_async.retry import RetryPolicy
 from connex_async.send_ticket import DatedRequest, SendTicket, StaleAdmission, sending
 from connex_async.signing import ParamValue, SignedRequest, encode_query, normalize_params
 from connex_async.venues.base import Endpoint, RawResponse, Venue
 
-__all__ = ["CallStats", "SessionPool", "track_call"]
+__all__ = ["DEFAULT_DEADLINE", "CallStats", "SessionPool", "call_deadline", "track_call"]
 
 T = TypeVar("T")
 logger = logging.getLogger("connex_async")
@@ -88,6 +95,79 @@ class CallStats:
 
 
 _current_call: ContextVar[CallStats | None] = ContextVar("connex_async_call", default=None)
+
+#: A call's deadline when the caller sets none: far above what a healthy call takes (four attempts
+#: at the default 10 s timeout, with backoff, are about 44 s), low enough that a call stuck behind
+#: clock syncs, cooldowns and retries ends while someone still waits for its answer.
+DEFAULT_DEADLINE = 60.0
+
+
+class _Budget:
+    """The time budget of one call, and what the call was doing when it ran out (for the error).
+
+    A call made inside another (the pool's own clock sync) inherits the outer deadline if that one
+    ends sooner: the context variable below carries it down.
+    """
+
+    __slots__ = ("armed", "attempts", "covered", "expires", "last_error", "seconds", "stage")
+
+    armed: bool
+
+    def __init__(self, seconds: float | None, outer: _Budget | None) -> None:
+        self.seconds = seconds
+        self.expires = None if seconds is None or seconds == math.inf else time.monotonic() + seconds
+        #: An enclosing call's timer ends this one: it needs none of its own (two timers due at the
+        #: same instant would fire in either order, and the outer call must be the one to report).
+        self.covered = False
+        if outer is not None and outer.expires is not None and (self.expires is None or outer.expires <= self.expires):
+            self.seconds, self.expires, self.covered = outer.seconds, outer.expires, outer.armed
+        self.armed = False  # an asyncio timer of this call enforces `expires`
+        self.attempts = 0  # attempts that reached the wire
+        self.stage = "starting"
+        self.last_error: ConnexAsyncError | None = None
+
+    def error(self, venue: Venue, endpoint: Endpoint[Any], label: str | None) -> RequestTimeoutError:
+        """The error that ends the call: which budget, doing what, after how many attempts."""
+        last = self.last_error
+        tail = f"; last error: {type(last).__name__}: {last._detail()}" if last is not None else ""
+        err = RequestTimeoutError(
+            f"deadline={self.seconds:g}s ran out while {self.stage}, after {self.attempts} attempt(s){tail}",
+            last,
+            budget="deadline",
+            venue=venue.name,
+            endpoint=endpoint.name,
+            portfolio=label,
+        )
+        err.attempts = self.attempts
+        return err
+
+
+_current_budget: ContextVar[_Budget | None] = ContextVar("connex_async_budget", default=None)
+
+
+class call_deadline:  # lower case: a block, like `track_call`
+    """One deadline over every request made inside the block: ``with call_deadline(5.0): ...``.
+
+    A request's own deadline still applies; the sooner of the two ends it. The clock starts when
+    this object is made, so one object may be entered again and again (a paged listing enters it
+    around each page, never across a ``yield``: the deadline must not leak into the consumer).
+    """
+
+    __slots__ = ("_budget", "_tokens")
+
+    def __init__(self, seconds: float | None) -> None:
+        self._budget = None if seconds is None else _Budget(seconds, _current_budget.get())
+        self._tokens: list[Token[_Budget | None]] = []
+
+    def __enter__(self) -> None:
+        if self._budget is not None:
+            self._tokens.append(_current_budget.set(self._budget))
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._budget is not None:
+            _current_budget.reset(self._tokens.pop())
 
 
 class track_call:  # lower case: used like the function it replaced, `with track_call() as call:`
@@ -123,6 +203,8 @@ class SessionPool:
     caller opens and closes it). ``circuit_probe_after`` is how long a host stays fully closed
     after a ban signal before one probe request may find out whether it is over (``None``: wait
     out the whole circuit).
+    ``deadline`` bounds a whole call: queueing, clock sync, every attempt and backoff (``None``:
+    no bound; each call may pass its own).
     """
 
     def __init__(
@@ -137,11 +219,14 @@ class SessionPool:
         user_agent: str = "connex-async/0.1",
         limiter: LimiterBackend | None = None,
         circuit_probe_after: float | None = 60.0,
+        deadline: float | None = DEFAULT_DEADLINE,
     ) -> None:
         if connector_limit < 1:
             raise ValueError("connector_limit must be >= 1")
         if timeout <= 0:
             raise ValueError("timeout must be > 0 seconds")
+        if deadline is not None and not deadline > 0:
+            raise ValueError("deadline must be > 0 seconds or None")
         self.connector_limit = connector_limit
         self.limit_per_host = limit_per_host
         self.timeout = timeout
@@ -151,6 +236,7 @@ class SessionPool:
         self.user_agent = user_agent
         self.limiter: LimiterBackend = limiter if limiter is not None else LimiterRegistry()
         self.circuit_probe_after = circuit_probe_after
+        self.deadline = deadline
         self.metrics = Metrics()
         self._session: aiohttp.ClientSession | None = None
         self._clock_offsets: dict[tuple[str, str], float] = {}
@@ -176,6 +262,10 @@ class SessionPool:
                 raise_for_status=False,
                 request_class=DatedRequest,
                 auto_decompress=True,
+                # Many keys share this session: one jar would send a cookie set on key A's answer
+                # with key B's requests. Both venues authenticate every request by its headers,
+                # so no cookie is kept at all.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
             # aiohttp silently resends an idempotent request once after a reset (aio-libs/aiohttp
             # #10790; no public switch, its own test_utils flips this flag). That hidden second
@@ -214,17 +304,48 @@ class SessionPool:
         credentials: Credentials | None,
         *,
         limit: RateLimit | None = None,
+        deadline: float | None = None,
     ) -> T:
         """Send one logical request, retrying as the policy allows; return the decoded data.
 
         Raises a :class:`~connex_async.errors.ConnexAsyncError` subclass naming venue, endpoint
-        and portfolio label when the request cannot succeed.
+        and portfolio label when the request cannot succeed. ``deadline`` (seconds, default the
+        pool's) bounds the whole call; when it runs out the call ends in a
+        :class:`~connex_async.errors.RequestTimeoutError` with ``budget="deadline"`` saying what
+        the call was doing. A call made inside another (the clock sync) ends by the outer deadline.
         """
         if endpoint.signed and credentials is None:
             raise ValueError(f"{venue.name}/{endpoint.name} needs credentials")
-        session = self._session
-        if session is None or session.closed:
-            raise RuntimeError("SessionPool is not open: use `async with SessionPool()` or `await open()`")
+        budget = _Budget(self.deadline if deadline is None else deadline, _current_budget.get())
+        label = credentials.label if credentials else None
+        token = _current_budget.set(budget)
+        try:
+            if budget.expires is None or budget.covered:
+                return await self._attempts(venue, endpoint, base_url, params, credentials, limit, budget)
+            left = budget.expires - time.monotonic()
+            if left <= 0:
+                raise budget.error(venue, endpoint, label)
+            budget.armed = True
+            async with asyncio.timeout(left) as scope:  # cancellation-safe all the way down
+                return await self._attempts(venue, endpoint, base_url, params, credentials, limit, budget)
+        except TimeoutError:
+            if not budget.armed or not scope.expired():
+                raise
+            raise budget.error(venue, endpoint, label) from budget.last_error
+        finally:
+            _current_budget.reset(token)
+
+    async def _attempts(
+        self,
+        venue: Venue,
+        endpoint: Endpoint[T],
+        base_url: str,
+        params: Mapping[str, ParamValue],
+        credentials: Credentials | None,
+        limit: RateLimit | None,
+        budget: _Budget,
+    ) -> T:
+        """The attempt loop of :meth:`request` (which adds the deadline around it)."""
         host = _host_of(base_url)
         label = credentials.label if credentials else None
         scopes = self._scopes_for(venue, endpoint, host, credentials, limit)
@@ -237,15 +358,21 @@ class SessionPool:
         while True:
             attempt += 1
             waited, started, probe = 0.0, time.perf_counter(), False
+            session = self._session
+            if session is None or session.closed:  # never opened, or closed while this call ran
+                raise self._closed_error(venue, endpoint, label, attempt - 1)
             try:
                 if endpoint.signed and venue.sync_clock_first:
                     # Before the limiter: nothing slow may sit between a granted slot and the send,
                     # or the delay would eat the limiter's jitter margin.
+                    budget.stage = "measuring the venue's clock"
                     await self._first_clock_sync(venue, base_url)
+                budget.stage = "waiting for a connection and a rate-limit slot"
                 waited, asked_at, probe = await self._admit(scopes, circuit, venue, endpoint, label)
                 ticket = SendTicket(self.limiter, scopes, asked_at, stale_after) if scopes else None
                 try:
                     signed = self._sign(venue, base_url, params, credentials if endpoint.signed else None)
+                    budget.stage, budget.attempts = "waiting for the venue's answer", attempt
                     started = time.perf_counter()
                     response = await self._send(session, endpoint.method, url, signed, venue, endpoint, label, ticket)
                     latency = time.perf_counter() - started
@@ -262,14 +389,17 @@ class SessionPool:
                     err.attempts = attempt - 1
                     raise  # nothing was sent this time
                 err.attempts = attempt
+                budget.last_error = err
                 latency = time.perf_counter() - started
                 self._observe(venue, endpoint, label, attempt, status, latency, waited, call, err)
                 if isinstance(err, TimestampError):
                     # One re-sync and one more try; a clock that is still off will not fix itself.
+                    budget.stage = "re-syncing the clock"
                     if clock_resynced or not await self._resync_clock(venue, base_url, err):
                         raise
                     clock_resynced = True
                     continue
+                budget.stage = "backing off before a retry"
                 await self._recover(err, attempt, venue, circuit, endpoint, scopes)
                 continue
             except StaleAdmission as exc:
@@ -367,6 +497,14 @@ class SessionPool:
             portfolio=label,
         )
 
+    def _closed_error(self, venue: Venue, endpoint: Endpoint[Any], label: str | None, attempts: int) -> PoolClosedError:
+        what = "was closed while this call was in flight" if attempts else "is not open"
+        err = PoolClosedError(
+            f"SessionPool {what}: use `async with SessionPool()` or `await open()`", **_where(venue, endpoint, label)
+        )
+        err.attempts = attempts
+        return err
+
     def _release_send_slot(self) -> None:
         if self._send_slots is not None:
             self._send_slots.release()
@@ -416,26 +554,67 @@ class SessionPool:
         """One HTTP exchange; the query goes out exactly as signed (``encoded=True``), no body.
 
         ``ticket`` learns when the request was written (:class:`~connex_async.send_ticket.DatedRequest`).
+        The body is capped while it is read (:meth:`_read_capped`). Whatever aiohttp raises leaves
+        here scrubbed of our request (:func:`~connex_async.redaction.scrubbed`): its traceback runs
+        through aiohttp's frames, whose locals hold the signed headers.
         """
         target = URL(f"{url}?{signed.query}" if signed.query else url, encoded=True)
         token = sending.set(ticket)
         try:
             async with session.request(method, target, headers=signed.headers, allow_redirects=False) as resp:
-                if (resp.content_length or 0) > self.max_body_bytes:
-                    reason = f"response of {resp.content_length} bytes exceeds {self.max_body_bytes}"
-                    raise TransportError(reason, None, **_where(venue, endpoint, label))
-                body = await resp.read()
-                return RawResponse(resp.status, resp.headers, body)
+                return RawResponse(resp.status, resp.headers, await self._read_capped(resp, endpoint, label))
+        except ConnexAsyncError:
+            raise  # ours (an over-long body): nothing of aiohttp's attached
         except TimeoutError as exc:  # aiohttp's timeouts subclass TimeoutError too
-            where = _where(venue, endpoint, label)
-            raise RequestTimeoutError(f"no answer within {self.timeout}s", exc, **where) from exc
+            raise RequestTimeoutError(
+                f"no answer within timeout={self.timeout}s",
+                scrubbed(exc),
+                venue=venue.name,
+                endpoint=endpoint.name,
+                portfolio=label,
+            ) from exc
         except aiohttp.ClientPayloadError as exc:
-            raise TransportError(f"truncated or corrupt body: {exc}", exc, **_where(venue, endpoint, label)) from exc
+            where = _where(venue, endpoint, label)
+            raise TransportError(f"truncated or corrupt body: {exc}", scrubbed(exc), **where) from exc
         except (aiohttp.ClientError, OSError) as exc:
             reason = str(exc) or type(exc).__name__
-            raise TransportError(f"{type(exc).__name__}: {reason}", exc, **_where(venue, endpoint, label)) from exc
+            where = _where(venue, endpoint, label)
+            raise TransportError(f"{type(exc).__name__}: {reason}", scrubbed(exc), **where) from exc
+        except RuntimeError as exc:
+            if not session.closed:
+                raise scrubbed(exc) from None
+            raise PoolClosedError(
+                "the pool was closed while the request was in flight", **_where(venue, endpoint, label)
+            ) from None
+        except BaseException as exc:  # CancelledError, or a bug: re-raised from here, without aiohttp's frames
+            raise scrubbed(exc) from None
         finally:
             sending.reset(token)
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse, endpoint: Endpoint[Any], label: str | None) -> bytes:
+        """The body as aiohttp decodes it, refused as soon as it exceeds ``max_body_bytes``.
+
+        Counted on the decompressed bytes, chunk by chunk, whatever the transfer encoding (length,
+        chunked or until close) and content encoding: a 389 KB gzip body expands to 400 MB, and a
+        chunked one declares no length at all. aiohttp (>= 3.13.3) decompresses in bounded steps,
+        so at most a chunk or two beyond the cap is ever held. Too long is a :class:`DecodeError`
+        (not the documented shape; never retried: the next answer would be the same) and the
+        connection is dropped rather than drained.
+        """
+        limit = self.max_body_bytes
+        declared = resp.content_length
+        chunks: list[bytes] = []
+        size = 0 if declared is None or declared <= limit else declared
+        read = resp.content.readany
+        while size <= limit and (chunk := await read()):
+            size += len(chunk)
+            chunks.append(chunk)
+        if size > limit:
+            resp.close()
+            what = f"body of at least {size} bytes" if chunks else f"declared body of {size} bytes"
+            problem = f"{what} exceeds max_body_bytes={limit}"
+            raise endpoint.decoder.error(problem, chunks[0] if chunks else b"", resp.status, label)
+        return b"".join(chunks)
 
     async def _recover(
         self,

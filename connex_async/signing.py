@@ -12,7 +12,6 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import NamedTuple
 from urllib.parse import quote
 
 from connex_async.credentials import Credentials
@@ -35,11 +34,29 @@ ParamValue = str | int | bool | Decimal | None
 _QUERY_SAFE = ","
 
 
-class SignedRequest(NamedTuple):
-    """The query string to send (no leading ``?``, already encoded) and the auth headers."""
+class SignedRequest:
+    """The query string to send (no leading ``?``, already encoded) and the auth headers.
 
-    query: str
-    headers: dict[str, str]
+    Deliberately not a tuple or a mapping: a traceback rendered with its locals walks those and
+    would print the key and the signature; it prints this object's ``repr``, which names the
+    headers but never their values.
+    """
+
+    __slots__ = ("headers", "query")
+
+    def __init__(self, query: str, headers: dict[str, str]) -> None:
+        self.query = query
+        self.headers = headers
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SignedRequest):
+            return NotImplemented
+        return (self.query, self.headers) == (other.query, other.headers)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable headers, like the tuple it replaced
+
+    def __repr__(self) -> str:
+        return f"SignedRequest(query={self.query!r}, headers=<{', '.join(self.headers)}: values hidden>)"
 
 
 def normalize_params(params: Mapping[str, ParamValue]) -> list[tuple[str, str]]:

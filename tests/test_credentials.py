@@ -54,5 +54,5 @@ def test_bad_values_raise_value_error(kwargs: dict[str, object], field: str) -> 
 def test_defaults_label_and_limit_group() -> None:
     a = Credentials("key-a", "s")
     assert a.label.startswith("key-") and "key-a" not in a.label
-    assert a.limit_group == "key:key-a"
+    assert a.limit_group == f"key:{a.digest}" and "key-a" not in a.limit_group and len(a.digest) == 32
     assert Credentials("k", "s", limit_group="shared").limit_group == "shared"

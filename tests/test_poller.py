@@ -149,7 +149,7 @@ async def test_bad_key_among_good_ones_is_quarantined_once() -> None:
         bad_updates = [u for u in updates if u.portfolio == "bad-desk"]
         assert all(isinstance(u.error, AuthenticationError) for u in bad_updates)
         assert sum(u.quarantined for u in bad_updates) == 1
-        assert "bad-desk" in poller.quarantined
+        assert ("bad-desk", "assets") in poller.quarantined
         good = {u.portfolio for u in updates if u.ok}
         assert good == {c.label for c in clients}
         assert venue.stats().for_key("not-a-real-key")  # it was tried, then left alone

@@ -137,6 +137,9 @@ class SimulatedVenue:
     ``success_code_variants`` makes about 10 % of portfolios answer ``"code":200`` and 10 %
     ``"code":"200000"`` (deterministic per key) instead of ``200000``. ``page_overflow`` decides what a
     page beyond ``pageNum`` gets: ``"empty"`` (an empty ``list``) or ``"error"`` (code 400003).
+    ``page_params`` are the names the assets endpoint takes the page number by, first found wins:
+    the docs say ``page``, LiquidityTech's SDKs send ``pageNum``; a name left out is ignored like
+    any unknown parameter (every request then gets page 1), as a venue that does not know it would.
     Values drift every ``drift_interval`` seconds.
 
     Serve it with ``async with`` on the running loop, or from a thread of its own with
@@ -165,6 +168,7 @@ class SimulatedVenue:
         "jitter",
         "latency",
         "page_overflow",
+        "page_params",
         "port",
         "positions_per_portfolio",
         "seed",
@@ -187,6 +191,7 @@ class SimulatedVenue:
         positions_per_portfolio: tuple[int, int] = (0, 5),
         success_code_variants: bool = True,
         page_overflow: str = "empty",
+        page_params: Iterable[str] = ("page", "pageNum"),
         drift_interval: float = 1.0,
         clock_skew: float = 0.0,
         shutdown_timeout: float = 2.0,
@@ -204,6 +209,7 @@ class SimulatedVenue:
         self.positions_per_portfolio = positions_per_portfolio
         self.success_code_variants = success_code_variants
         self.page_overflow = page_overflow
+        self.page_params = tuple(page_params)
         self.drift_interval = drift_interval
         self.clock_skew = clock_skew
         self.shutdown_timeout = shutdown_timeout
@@ -631,7 +637,7 @@ class SimulatedVenue:
         exchange = query.get("exchangeType")
         if exchange is not None and exchange not in _EXCHANGE_TYPES:
             return b"", (400000, "exchangeType invalid")
-        page = _int_param(query.get("page"), 1)
+        page = _int_param(next((query[n] for n in self.page_params if n in query), None), 1)
         size = _int_param(query.get("pageSize"), _MAX_PAGE_SIZE)
         if page is None or page < 1 or size is None or size < 1:
             return b"", (400000, "parameter error")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import abc
 import email.utils
+import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -34,20 +36,35 @@ from connex_async.signing import ParamValue, SignedRequest
 if TYPE_CHECKING:
     from connex_async.pool import SessionPool
 
-__all__ = ["CodeRule", "Endpoint", "RawResponse", "Venue", "error_for_status", "parse_http_date"]
+__all__ = [
+    "CodeRule",
+    "Endpoint",
+    "RawResponse",
+    "Venue",
+    "error_for_status",
+    "parse_http_date",
+    "retry_after_seconds",
+]
 
 T = TypeVar("T")
 
 _REQUEST_ID_HEADERS = ("X-Request-Id", "Traceid", "X-Bapi-Trace-Id", "X-Trace-Id")
+# The value of an envelope's code member, as a number or a numeric string (lax mode reads both).
+_CODE_VALUE = re.compile(rb'[ \t\r\n]*:[ \t\r\n]*"?(-?[0-9]+)"?')
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class RawResponse:
     """An HTTP answer as read off the wire: nothing interpreted yet."""
 
     status: int
     headers: Mapping[str, str]
     body: bytes
+
+    def __repr__(self) -> str:
+        # Shown by tracebacks rendered with their locals: header names only (a venue's Set-Cookie
+        # is not ours to log) and the start of the body (it may be 32 MiB).
+        return f"RawResponse(status={self.status}, headers=<{', '.join(self.headers)}>, body={self.body[:80]!r}...)"
 
     @property
     def is_json(self) -> bool:
@@ -108,6 +125,8 @@ class Venue(abc.ABC):
     head_decoder: msgspec.json.Decoder[Any]
     #: The envelope attribute holding the payload ("data" on ConneX, "result" on Zoomex).
     payload_field: str
+    #: The envelope's code member as it appears on the wire (``b'"code"'``, ``b'"retCode"'``).
+    code_member: bytes
 
     def parse(self, endpoint: Endpoint[T], response: RawResponse, portfolio: str | None) -> T:
         """Return the endpoint's data, or raise the typed error the answer stands for."""
@@ -124,11 +143,30 @@ class Venue(abc.ABC):
         code, message = self.code_of(envelope)
         if not self.is_success(code):
             raise self.error_for_code(code, message, endpoint, response, portfolio)
+        if response.status >= 300:
+            # A success envelope does not overrule the HTTP status: a 500 or 429 whose body says
+            # "success" (a gateway's cached page, a half-failed backend) is retried as what the
+            # status says, never handed out as data.
+            raise error_for_status(self, endpoint, response, portfolio)
+        first = self._first_code(response.body)
+        if first is not None and first != code:
+            # msgspec keeps the last of duplicate members, so `{"code":2000,"code":200000}` would read
+            # as success. Two codes that disagree make the answer ambiguous: neither is trusted.
+            problem = f"the envelope holds two different codes ({first} first, {code} last)"
+            raise self.decode_error(problem, endpoint, response, portfolio, "$")
         data: T | None = getattr(envelope, self.payload_field)
         if data is None:
             field = self.payload_field
             raise self.decode_error(f"`{field}` is null on success", endpoint, response, portfolio, f"$.{field}")
         return data
+
+    def _first_code(self, body: bytes) -> int | None:
+        """The value of the first code member in ``body`` (a cheap find: it is normally first)."""
+        at = body.find(self.code_member)
+        if at < 0:
+            return None
+        match = _CODE_VALUE.match(body, at + len(self.code_member))
+        return None if match is None else int(match[1])
 
     def _error_from_head(
         self, endpoint: Endpoint[Any], response: RawResponse, portfolio: str | None
@@ -142,9 +180,14 @@ class Venue(abc.ABC):
             return None
         return self.error_for_code(code, message, endpoint, response, portfolio)
 
-    @abc.abstractmethod
     def check_http(self, endpoint: Endpoint[Any], response: RawResponse, portfolio: str | None) -> None:
-        """Raise for HTTP statuses the venue answers without a body worth reading (429, 403)."""
+        """Raise for HTTP statuses whose body is not worth reading. Every venue: 429, with ``Retry-After``."""
+        if response.status == 429:
+            raise RateLimitError(
+                "HTTP 429 too many requests",
+                retry_after=retry_after_seconds(response.headers),
+                **self.error_kwargs(endpoint, response, portfolio),
+            )
 
     @abc.abstractmethod
     def code_of(self, envelope: Any) -> tuple[int, str | None]:
@@ -214,7 +257,23 @@ def error_for_status(venue: Venue, endpoint: Endpoint[Any], response: RawRespons
         kind = BadRequestError
     # The error's text already starts "HTTP <status>": the message is the body, on one line.
     text = one_line(snippet(response.body, 200), 160) or "no body"
-    return kind(text, **venue.error_kwargs(endpoint, response, portfolio))
+    kwargs = venue.error_kwargs(endpoint, response, portfolio)
+    if kind is RateLimitError:
+        return RateLimitError(text, retry_after=retry_after_seconds(response.headers), **kwargs)
+    return kind(text, **kwargs)
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds from now (delta-seconds or an HTTP date), if present."""
+    value = headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        when = parse_http_date(value)
+        return None if when is None else max(0.0, when - (time.time() if now is None else now))
+    return seconds if seconds >= 0 else None  # NaN and negatives are no hint
 
 
 def parse_http_date(value: str | None) -> float | None:

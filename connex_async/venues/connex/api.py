@@ -28,6 +28,7 @@ from connex_async.venues.base import (
     RawResponse,
     Venue,
     parse_http_date,
+    retry_after_seconds,
 )
 from connex_async.venues.connex.models import (
     AssetsPage,
@@ -82,24 +83,18 @@ POSITIONS: Endpoint[list[Position]] = Endpoint(
     name="positions",
     method="GET",
     path="/api/v1/trading/position",
-    decoder=PayloadDecoder(ConnexEnvelope[list[Position]], venue=VENUE, endpoint="positions", check=check_positions),
+    decoder=PayloadDecoder(
+        ConnexEnvelope[list[Position]],
+        venue=VENUE,
+        endpoint="positions",
+        check=check_positions,
+        null_lists=("tpslOrder",),  # documented as optional: null, like absent, means no orders
+    ),
     default_limit=RateLimit(300, 60.0),
 )
 
 # Reads only `code` and `message` of an answer whose `data` did not fit the endpoint's schema.
 _HEAD = msgspec.json.Decoder(ConnexHead, strict=False)
-
-
-def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """``Retry-After`` as seconds from now (delta-seconds or an HTTP date), if present."""
-    value = headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        when = parse_http_date(value)
-        return None if when is None else max(0.0, when - (time.time() if now is None else now))
 
 
 class ConnexVenue(Venue):
@@ -113,15 +108,9 @@ class ConnexVenue(Venue):
 
     head_decoder = _HEAD
     payload_field = "data"
-
-    def check_http(self, endpoint: Endpoint[Any], response: RawResponse, portfolio: str | None) -> None:
-        """HTTP 429 is a rate limit whatever the body says (the official SDKs do not read it)."""
-        if response.status == 429:
-            raise RateLimitError(
-                "HTTP 429 too many requests",
-                retry_after=retry_after_seconds(response.headers),
-                **self.error_kwargs(endpoint, response, portfolio),
-            )
+    code_member = b'"code"'
+    # check_http: the base class's. HTTP 429 is a rate limit whatever the body says (the official
+    # SDKs do not read it), with its Retry-After.
 
     def code_of(self, envelope: ConnexEnvelope[Any] | ConnexHead) -> tuple[int, str | None]:
         """``code`` and ``message``."""

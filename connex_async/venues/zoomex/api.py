@@ -23,7 +23,7 @@ from connex_async.errors import (
 )
 from connex_async.limits import RateLimit
 from connex_async.signing import ParamValue, SignedRequest, sign_zoomex
-from connex_async.venues.base import CodeRule, Endpoint, RawResponse, Venue
+from connex_async.venues.base import CodeRule, Endpoint, RawResponse, Venue, retry_after_seconds
 from connex_async.venues.zoomex.models import ServerTime, WalletBalance, ZoomexEnvelope, ZoomexHead, check_wallet
 
 if TYPE_CHECKING:
@@ -120,12 +120,17 @@ class ZoomexVenue(Venue):
 
     head_decoder = _HEAD
     payload_field = "result"
+    code_member = b'"retCode"'
 
     def check_http(self, endpoint: Endpoint[Any], response: RawResponse, portfolio: str | None) -> None:
-        """HTTP 403 is the IP limit ("access too frequent"): more traffic would extend a ban."""
+        """HTTP 403 is the IP limit ("access too frequent"): more traffic would extend a ban.
+
+        HTTP 429, like on every venue, is a rate limit honouring ``Retry-After``.
+        """
         if response.status == 403:
             text = response.body[:80].decode("utf-8", "replace").strip()
             raise self._circuit_error(f"HTTP 403 from the host: {text}", None, endpoint, response, portfolio)
+        super().check_http(endpoint, response, portfolio)
 
     def code_of(self, envelope: ZoomexEnvelope[Any] | ZoomexHead) -> tuple[int, str | None]:
         """``retCode`` and ``retMsg``."""
@@ -153,7 +158,9 @@ class ZoomexVenue(Venue):
         if rule.error is CircuitOpenError:
             return self._circuit_error(text, code, endpoint, response, portfolio)
         if rule.error is RateLimitError:
-            return RateLimitError(text, code=code, retry_after=limit_reset_seconds(response.headers), **kwargs)
+            # Both hints, if both came: the later one (waiting less than either would be refused).
+            hint = max(limit_reset_seconds(response.headers), retry_after_seconds(response.headers) or 0.0)
+            return RateLimitError(text, code=code, retry_after=hint, **kwargs)
         return rule.error(text, code=code, retryable=rule.retryable, **kwargs)
 
     def _circuit_error(

@@ -66,11 +66,12 @@ class ZoomexClient(BaseClient):
         self.account_type = account_type
 
     async def get_wallet_balance(
-        self, account_type: str | None = None, coins: Iterable[str] | None = None
+        self, account_type: str | None = None, coins: Iterable[str] | None = None, *, deadline: float | None = None
     ) -> WalletBalance:
         """Wallet balance (``GET /cloud/trade/v3/account/wallet-balance``).
 
-        Without ``coins`` the venue returns only non-zero assets.
+        Without ``coins`` the venue returns only non-zero assets. ``deadline`` (seconds) bounds
+        the call, clock sync and retries included (default: the pool's).
         """
         account_type = account_type or self.account_type
         _check_account_type(account_type)
@@ -81,11 +82,11 @@ class ZoomexClient(BaseClient):
                 if not isinstance(name, str) or not name.isalnum():
                     raise ValueError(f"coin names must be alphanumeric like 'BTC', got {name!r}")
             coin = ",".join(names) or None
-        return await self._call(WALLET_BALANCE, {"accountType": account_type, "coin": coin})
+        return await self._call(WALLET_BALANCE, {"accountType": account_type, "coin": coin}, deadline)
 
-    async def get_server_time(self) -> ServerTime:
+    async def get_server_time(self, *, deadline: float | None = None) -> ServerTime:
         """The venue's clock (unsigned)."""
-        return await self._call(SERVER_TIME, {})
+        return await self._call(SERVER_TIME, {}, deadline)
 
     def poll_jobs(self) -> dict[str, Callable[[], Awaitable[Any]]]:
         """The wallet balance of the client's account type."""

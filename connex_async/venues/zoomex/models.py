@@ -2,19 +2,20 @@
 
 Zoomex sends ``""`` for every figure that does not apply (account-wide totals on CONTRACT
 accounts, ``usdValue``, ``borrowAmount``...): those are ``None``, never zero. Fields may be
-absent (``bonus``); unknown fields are ignored.
+absent (``bonus``); unknown fields are ignored. Row types are ``gc=False``, as ConneX's are.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import chain
 from typing import Any, Generic, TypeVar
 
 import msgspec
 from msgspec import field
 
-from connex_async.decoding import FiniteRows
+from connex_async.decoding import FiniteRows, all_sane
 
 __all__ = [
     "ServerTime",
@@ -46,7 +47,7 @@ class ZoomexHead(msgspec.Struct):
     ret_msg: str | None = field(name="retMsg", default=None)
 
 
-class WalletCoin(msgspec.Struct, kw_only=True):
+class WalletCoin(msgspec.Struct, kw_only=True, gc=False):
     """One coin of a wallet account (amounts checked per list by ``check_wallet``)."""
 
     coin: str
@@ -65,7 +66,7 @@ class WalletCoin(msgspec.Struct, kw_only=True):
     bonus: Decimal | None = None
 
 
-class WalletAccount(msgspec.Struct, kw_only=True):
+class WalletAccount(msgspec.Struct, kw_only=True, gc=False):
     """One account (UNIFIED or CONTRACT) with its account-wide totals and its coins."""
 
     account_type: str = field(name="accountType")
@@ -93,18 +94,22 @@ COIN_AMOUNTS = FiniteRows(WalletCoin)
 
 
 def check_wallet(envelope: ZoomexEnvelope[WalletBalance]) -> str | None:
-    """JSON path of the first non-finite amount of a wallet answer, or ``None``."""
+    """JSON path of the first non-finite (or out of range) amount of a wallet answer, or ``None``."""
     if envelope.result is None:
         return None
     accounts = envelope.result.accounts
-    index = ACCOUNT_AMOUNTS.first_bad(accounts)
+    # One pass over every amount of every account and coin: a wallet is small, so what costs is
+    # the fixed price of each pass, not the amounts.
+    if all_sane(chain(ACCOUNT_AMOUNTS.amounts(accounts), *(COIN_AMOUNTS.amounts(a.coins) for a in accounts))):
+        return None
+    index = ACCOUNT_AMOUNTS.locate(accounts)
     if index is not None:
         return f"$.result.list[{index}]"
     for index, account in enumerate(accounts):
-        coin = COIN_AMOUNTS.first_bad(account.coins)
+        coin = COIN_AMOUNTS.locate(account.coins)
         if coin is not None:
             return f"$.result.list[{index}].coin[{coin}]"
-    return None
+    return None  # pragma: no cover - all_sane said there was one
 
 
 class ServerTime(msgspec.Struct, kw_only=True):
