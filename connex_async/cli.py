@@ -257,7 +257,8 @@ async def _poll_here(options: PollOptions, pool: SessionPool, out: TextIO, err: 
         dashboard.render(out, tty, metrics, title)
         if not tty:  # a terminal's table shows each failing portfolio's reason; a pipe gets them here
             out.writelines(line + "\n" for line in dashboard.failing_lines())
-    summary = _summary(dashboard, metrics, elapsed, f", quarantined {len(poller.quarantined)}")
+    quarantined = len({label for label, _ in poller.quarantined})  # portfolios, not their endpoints
+    summary = _summary(dashboard, metrics, elapsed, f", quarantined {quarantined}")
     stream = err if options.fmt == "jsonl" else out
     stream.write(f"\n{summary}\n")
     stream.flush()

@@ -174,7 +174,7 @@ async def test_transport_failures_carry_no_credentials(
             err = await failing_call(kind(CREDS, base_url=server.base_url, pool=pool))
         assert err.attempts == (1 if case == "deadline" else 2)  # every attempt signed and sent
         assert_nothing_leaks(err, caplog.text, CREDS, server.signatures)
-        assert all(CREDS.api_key not in repr(scope) for scope in pool.limiters._limiters)
+        assert all(CREDS.api_key not in repr(scope) for scope in pool.limiter._limiters)
 
 
 async def test_venue_errors_and_their_cookies_carry_no_credentials(caplog: pytest.LogCaptureFixture) -> None:
@@ -200,7 +200,7 @@ async def test_limiter_scopes_hold_a_digest_of_the_key_never_the_key() -> None:
         zx = ZoomexClient(venue.zoomex_credentials[0], base_url=venue.base_url, pool=pool)
         await cx.get_assets()
         await zx.get_wallet_balance()
-        scopes = repr(list(pool.limiters._limiters))
+        scopes = repr(list(pool.limiter._limiters))
     for creds in (*venue.connex_credentials, *venue.zoomex_credentials):
         assert creds.api_key not in scopes and creds.digest in scopes
     assert len(venue.connex_credentials[0].limit_group) == len("key:") + 32

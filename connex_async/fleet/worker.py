@@ -87,7 +87,7 @@ class FleetWorker:
         for label in gained:
             try:
                 self.poller.add(self._clients[label])
-            except ValueError as exc:  # quarantined after repeated auth failures: stays out
+            except ValueError as exc:  # already polled under that label (two clients, one label)
                 logger.warning("fleet: not polling %s: %s", label, exc)
                 share.discard(label)
         self._owned = share
