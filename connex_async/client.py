@@ -7,8 +7,8 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from connex_async.credentials import Credentials
-from connex_async.limits import RateLimit
 from connex_async.pool import SessionPool
+from connex_async.rate_limit import RateLimit
 from connex_async.retry import RetryPolicy
 from connex_async.signing import ParamValue
 from connex_async.venues.base import Endpoint, Venue

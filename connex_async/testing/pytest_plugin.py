@@ -79,7 +79,7 @@ def simulated_venue_factory() -> Iterator[VenueFactory]:
     from connex_async.testing.server import SimulatedVenue  # noqa: PLC0415 - keep the plugin light
     from connex_async.testing.threaded import VenueThread  # noqa: PLC0415
 
-    hosts: list[VenueThread] = []
+    hosts: list[VenueThread[SimulatedVenue]] = []
 
     def make(*, faults: Iterable[Fault] = (), **options: Any) -> SimulatedVenue:
         venue = SimulatedVenue(**options)

@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -26,11 +26,9 @@ from connex_async.testing.auth import AuthFailure, check_connex, check_zoomex
 from connex_async.testing.data import ConnexPortfolio, Market, ZoomexAccount, derive_credentials
 from connex_async.testing.faults import Fault, FaultPlan, respond_with_fault
 from connex_async.testing.stats import EndpointStats, StatsBook, VenueStats
+from connex_async.testing.threaded import VenueThread
 from connex_async.testing.window import Limit, SlidingWindow, WindowRegistry
 from connex_async.testing.wire import connex_body, json_response, text_response, zoomex_body
-
-if TYPE_CHECKING:
-    from connex_async.testing.threaded import VenueThread
 
 __all__ = ["CONNEX_PATHS", "DEFAULT_LIMITS", "ZOOMEX_PATHS", "SimulatedVenue"]
 
@@ -222,7 +220,7 @@ class SimulatedVenue:
         self._runner: web.AppRunner | None = None
         self._started = time.monotonic()
         self._date_cache: tuple[int, str] = (-1, "")
-        self._host: VenueThread | None = None  # set while a VenueThread serves it
+        self._host: VenueThread[SimulatedVenue] | None = None  # set while a VenueThread serves it
         self._connex: dict[str, _Key] = {}
         self._zoomex: dict[str, _Key] = {}
         self._n_connex = 0

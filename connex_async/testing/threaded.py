@@ -14,26 +14,39 @@ import concurrent.futures
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-if TYPE_CHECKING:
-    from connex_async.testing.server import SimulatedVenue
-
-__all__ = ["VenueThread"]
+__all__ = ["Servable", "VenueThread"]
 
 R = TypeVar("R")
 
 
-class VenueThread:
+class Servable(Protocol):
+    """What :class:`VenueThread` serves (a :class:`~connex_async.testing.SimulatedVenue`): a server
+    that starts and stops on a loop, and learns which thread hosts it (to route its calls there)."""
+
+    _host: Any
+
+    async def start(self) -> None:
+        """Listen."""
+
+    async def stop(self) -> None:
+        """Stop listening and close every connection."""
+
+
+V = TypeVar("V", bound=Servable)
+
+
+class VenueThread(Generic[V]):
     """Serve ``venue`` on a new event loop in a daemon thread, from :meth:`start` to :meth:`stop`."""
 
-    def __init__(self, venue: SimulatedVenue, timeout: float = 10.0) -> None:
+    def __init__(self, venue: V, timeout: float = 10.0) -> None:
         self.venue = venue
         self.timeout = timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
-    def start(self) -> SimulatedVenue:
+    def start(self) -> V:
         """Start the thread and the venue's server; returns the venue, listening."""
         if self._thread is not None:
             raise RuntimeError("this VenueThread has already been started")
@@ -100,7 +113,7 @@ class VenueThread:
         loop.call_soon_threadsafe(run)
         return future.result(self.timeout)
 
-    def __enter__(self) -> SimulatedVenue:
+    def __enter__(self) -> V:
         return self.start()
 
     def __exit__(

@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
@@ -30,16 +30,14 @@ from connex_async.errors import (
     ServerError,
     one_line,
 )
-from connex_async.limits import RateLimit
+from connex_async.rate_limit import RateLimit
 from connex_async.signing import ParamValue, SignedRequest
-
-if TYPE_CHECKING:
-    from connex_async.pool import SessionPool
 
 __all__ = [
     "CodeRule",
     "Endpoint",
     "RawResponse",
+    "Requester",
     "Venue",
     "error_for_status",
     "parse_http_date",
@@ -81,6 +79,25 @@ class RawResponse:
             if value := self.headers.get(name):
                 return value
         return None
+
+
+class Requester(Protocol):
+    """What a venue needs of the pool to measure its clock: one request through the pool's loop.
+
+    A protocol, not :class:`~connex_async.pool.SessionPool` itself: the pool imports the venues'
+    contract, and the contract must not import the pool back.
+    """
+
+    async def request(
+        self,
+        venue: Venue,
+        endpoint: Endpoint[T],
+        base_url: str,
+        params: Mapping[str, ParamValue],
+        credentials: Credentials | None,
+    ) -> T:
+        """Send one logical request and return its decoded data (or raise the typed error)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +238,7 @@ class Venue(abc.ABC):
 
     @abc.abstractmethod
     async def measure_clock_offset(
-        self, pool: SessionPool, base_url: str, error: ConnexAsyncError | None
+        self, pool: Requester, base_url: str, error: ConnexAsyncError | None
     ) -> float | None:
         """Return ``venue_time - local_time`` in seconds, or ``None`` if it cannot be measured."""
 

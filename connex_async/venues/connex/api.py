@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -20,12 +20,13 @@ from connex_async.errors import (
     ServerError,
     TimestampError,
 )
-from connex_async.limits import RateLimit
+from connex_async.rate_limit import RateLimit
 from connex_async.signing import ParamValue, SignedRequest, sign_connex
 from connex_async.venues.base import (
     CodeRule,
     Endpoint,
     RawResponse,
+    Requester,
     Venue,
     parse_http_date,
     retry_after_seconds,
@@ -38,9 +39,6 @@ from connex_async.venues.connex.models import (
     bad_asset_path,
     check_positions,
 )
-
-if TYPE_CHECKING:
-    from connex_async.pool import SessionPool
 
 __all__ = ["ASSETS", "CONNEX_CODES", "POSITIONS", "SUCCESS_CODES", "ConnexVenue", "retry_after_seconds"]
 
@@ -140,7 +138,7 @@ class ConnexVenue(Venue):
         return rule.error(text, code=code, retryable=rule.retryable, **kwargs)
 
     async def measure_clock_offset(
-        self, pool: SessionPool, base_url: str, error: ConnexAsyncError | None
+        self, pool: Requester, base_url: str, error: ConnexAsyncError | None
     ) -> float | None:
         """ConneX has no time endpoint: read the ``Date`` header of the answer that rejected us."""
         if not isinstance(error, APIError):

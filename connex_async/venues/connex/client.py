@@ -9,8 +9,8 @@ from typing import Any
 from connex_async.client import BaseClient
 from connex_async.credentials import Credentials
 from connex_async.errors import PagingError
-from connex_async.limits import RateLimit
 from connex_async.pool import SessionPool, call_deadline
+from connex_async.rate_limit import RateLimit
 from connex_async.retry import RetryPolicy
 from connex_async.venues.connex.api import ASSETS, POSITIONS, ConnexVenue
 from connex_async.venues.connex.models import Asset, AssetsPage, Position

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -21,13 +21,10 @@ from connex_async.errors import (
     ServerError,
     TimestampError,
 )
-from connex_async.limits import RateLimit
+from connex_async.rate_limit import RateLimit
 from connex_async.signing import ParamValue, SignedRequest, sign_zoomex
-from connex_async.venues.base import CodeRule, Endpoint, RawResponse, Venue, retry_after_seconds
+from connex_async.venues.base import CodeRule, Endpoint, RawResponse, Requester, Venue, retry_after_seconds
 from connex_async.venues.zoomex.models import ServerTime, WalletBalance, ZoomexEnvelope, ZoomexHead, check_wallet
-
-if TYPE_CHECKING:
-    from connex_async.pool import SessionPool
 
 __all__ = ["SERVER_TIME", "WALLET_BALANCE", "ZOOMEX_CODES", "ZoomexVenue", "limit_reset_seconds"]
 
@@ -181,7 +178,7 @@ class ZoomexVenue(Venue):
         )
 
     async def measure_clock_offset(
-        self, pool: SessionPool, base_url: str, error: ConnexAsyncError | None
+        self, pool: Requester, base_url: str, error: ConnexAsyncError | None
     ) -> float | None:
         """Ask ``/market/time`` and compare with the local clock at the request's midpoint."""
         before = time.time()

@@ -7,8 +7,8 @@ from typing import Any
 
 from connex_async.client import BaseClient
 from connex_async.credentials import Credentials
-from connex_async.limits import RateLimit
 from connex_async.pool import SessionPool
+from connex_async.rate_limit import RateLimit
 from connex_async.retry import RetryPolicy
 from connex_async.venues.zoomex.api import SERVER_TIME, WALLET_BALANCE, ZOOMEX_IP_LIMIT, ZoomexVenue
 from connex_async.venues.zoomex.models import ServerTime, WalletBalance
