@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import redis.asyncio as aioredis
 from fleet_helpers import redis_now_ms
@@ -79,3 +80,33 @@ async def test_the_stream_section_and_a_section_from_another_source(redis_url: s
         assert "no live members" in text
     finally:
         await client.aclose()
+
+
+async def test_status_shows_the_shared_limits_cooling_down_and_circuits_open(redis_url: str) -> None:
+    # What one process's limiter wrote to Redis is what `connex-async fleet status` reads back.
+    from connex_async.cli import main
+    from connex_async.rate_limit import RateLimit
+    from connex_async.redis_limits import RedisLimiter
+
+    async with RedisLimiter(redis_url, namespace="desk", egress_id="nat-1") as limiter:
+        scope = limiter.scope(("connex", "key:ab12", "assets"), RateLimit(20, 1.0))
+        assert not (await limiter.try_admit((scope,), None)).admitted  # a new epoch: every scope waits
+        limiter.cool_down(scope, 30.0)
+        limiter.open_circuit(("zoomex", "api.zoomex.test"), 600.0, probe_after=60.0)
+        await limiter.try_admit((), None)  # the batch that carries them (any call will do)
+    status = await asyncio.to_thread(_status_json, main, redis_url)
+    rows = {(row["scope"], row["state"].split(",")[0]) for row in status["limits"]}
+    assert ("connex:key:ab12:assets", "cooling") in rows
+    assert ("zoomex:nat-1:api.zoomex.test", "circuit open") in rows
+    assert ("epoch", "embargo") in rows  # this Redis began its epoch seconds ago
+
+
+def _status_json(main: Any, redis_url: str) -> dict[str, Any]:
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["fleet", "status", "--redis", redis_url, "--namespace", "desk", "--format", "json"]) == 0
+    document: dict[str, Any] = json.loads(out.getvalue())
+    return document

@@ -220,3 +220,20 @@ async def test_keys_carry_the_namespace_and_expire_once_drained(limiters: list[R
         assert 0 < ttl_ms <= 1200  # gone one window after its last booking: a drained scope is a new one
     finally:
         client.close()
+
+
+async def test_a_flushed_script_cache_is_reloaded_on_noscript(limiters: list[RedisLimiter], redis_url: str) -> None:
+    # A failover target or a restarted server knows no script: EVALSHA answers NOSCRIPT, and the
+    # registered script (redis-py's Script) loads itself again; the admission goes through.
+    a, _ = limiters
+    scope = (a.scope(KEY, RateLimit(20, 1.0)),)
+    assert (await a.try_admit(scope, None)).admitted
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.script_flush()
+        assert client.script_exists(a._script.sha if a._script else "") == [False]
+        verdict = await a.try_admit(scope, None)
+        assert verdict.admitted or verdict.wait > 0  # decided by the script, not an error
+        assert client.script_exists(a._script.sha if a._script else "") == [True]
+    finally:
+        client.close()

@@ -237,8 +237,8 @@ async def run_fleet_poll(
     *,
     poller_options: Mapping[str, Any] | None = None,
     duration: float | None = None,
-    out: TextIO = sys.stdout,
-    err: TextIO = sys.stderr,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
     stop: asyncio.Event | None = None,
     prog: str = "connex-async poll",
 ) -> int:
@@ -250,6 +250,7 @@ async def run_fleet_poll(
     start, else :class:`~connex_async.redis_connection.RedisUnavailableError` (one line, no
     password): the caller prints it and exits 2.
     """
+    out, err = out or sys.stdout, err or sys.stderr
     if options.redis is not None:  # whatever uses it (limits, membership, stream): fail now, in one line
         await _check_reachable(options.redis)
     member_id = default_member_id()
@@ -427,11 +428,12 @@ async def run_fleet_status(
     url: str,
     namespace: str = DEFAULT_NAMESPACE,
     fmt: str = "text",
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
     sources: Sequence[StatusSource] = (),
 ) -> int:
     """Print the fleet's status; :class:`~connex_async.redis_connection.RedisUnavailableError` if
     Redis does not answer. ``sources`` add sections (e.g. the limiter's cooling scopes)."""
+    out = out or sys.stdout
     redis = connect(url)
     try:
         await ensure_reachable(redis, url)

@@ -40,7 +40,7 @@ async def limits_section(redis: Redis, keys: FleetKeys, now_ms: int) -> Section:
                 pipe.hmget(name, "cool", "until", "probe_at")
             states = await pipe.execute()
         for name, (cool, until, probe_at) in zip(chunk, states, strict=True):
-            rows += _rows(_text(name)[len(prefix) + 1 :], cool, until, probe_at, now_us)
+            rows += _rows(_text(name)[len(prefix) + 3 :], cool, until, probe_at, now_us)  # drop "{ns}:s:"
     rows.sort()
     return Section(
         name="limits",
