@@ -33,6 +33,7 @@ from connex_async.decoding import DEFAULT_MAX_BODY_BYTES
 from connex_async.errors import (
     CircuitOpenError,
     ConnexAsyncError,
+    DecodeError,
     LimiterTimeoutError,
     RateLimitError,
     RequestTimeoutError,
@@ -351,7 +352,9 @@ class SessionPool:
             async with session.request(method, target, headers=signed.headers, allow_redirects=False) as resp:
                 if (resp.content_length or 0) > self.max_body_bytes:
                     reason = f"response of {resp.content_length} bytes exceeds {self.max_body_bytes}"
-                    raise TransportError(reason, None, **_where(venue, endpoint, label))
+                    raise DecodeError(  # like the decoder's own size check: not retried
+                        reason, status=resp.status, venue=venue.name, endpoint=endpoint.name, portfolio=label
+                    )
                 body = await resp.read()
                 return RawResponse(resp.status, resp.headers, body)
         except TimeoutError as exc:  # aiohttp's timeouts subclass TimeoutError too
