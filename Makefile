@@ -27,9 +27,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict connex_async
 
-## make test: set up .venv, then ruff, mypy --strict and the whole pytest suite.
+## make test: set up .venv, then ruff, mypy --strict and the whole pytest suite, on 4 xdist workers (most
+## tests sleep; those marked `timing` all run on one worker, one at a time: tests/conftest.py).
+PYTEST_WORKERS ?= 4
 test: lint typecheck
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
 
 ## make mutate: break the package one line at a time (tools/breakages.toml, each in a scratch copy) and check
 ## that a listed test fails every time; prints what survived (~5 min). Not part of make test.
