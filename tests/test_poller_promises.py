@@ -11,6 +11,7 @@ import time
 from collections import Counter
 
 import pytest
+from aiohttp import web
 from venue_checks import FAST_RETRY
 from wire_server import Arrival, RecordingServer, bounded
 
@@ -76,12 +77,12 @@ async def test_first_polls_are_spread_over_the_interval_of_each_endpoint() -> No
 
 
 async def test_a_poll_that_overruns_its_interval_runs_once_more_not_once_per_missed_tick() -> None:
-    async def answer(request: object, arrival: Arrival) -> None:
+    async def answer(request: web.Request, arrival: Arrival) -> None:
         if arrival.index == 1:
             await asyncio.sleep(1.0)  # the second poll overruns five 0.2 s intervals
 
     (creds,) = keys(1)
-    server = RecordingServer(answer)  # type: ignore[arg-type]
+    server = RecordingServer(answer)
     async with server, SessionPool() as pool:
         client = ConnexClient(creds, base_url=server.base_url, pool=pool, limits={"assets": FAST})
         poller = Poller([client], assets_every=0.2, positions_every=None)
@@ -121,10 +122,10 @@ async def test_an_endpoint_stuck_behind_its_limit_never_starves_the_others() -> 
 
 
 async def test_requests_on_the_wire_never_exceed_connector_limit() -> None:
-    async def answer(request: object, arrival: Arrival) -> None:
+    async def answer(request: web.Request, arrival: Arrival) -> None:
         await asyncio.sleep(0.1)
 
-    server = RecordingServer(answer)  # type: ignore[arg-type]
+    server = RecordingServer(answer)
     async with server, SessionPool(connector_limit=6) as pool:
         limits = {"assets": FAST, "positions": FAST}
         clients = [ConnexClient(c, base_url=server.base_url, pool=pool, limits=limits) for c in keys(30)]
@@ -175,10 +176,10 @@ async def test_a_success_between_authentication_failures_starts_the_count_again(
 
 
 async def test_every_poll_that_starts_ends_in_exactly_one_update_even_when_stopped() -> None:
-    async def answer(request: object, arrival: Arrival) -> None:
+    async def answer(request: web.Request, arrival: Arrival) -> None:
         await asyncio.sleep(30)  # every poll is still in flight when the poller stops
 
-    server = RecordingServer(answer)  # type: ignore[arg-type]
+    server = RecordingServer(answer)
     labels = [c.label for c in keys(20)]
     async with server, SessionPool(timeout=60.0) as pool:
         clients = [ConnexClient(c, base_url=server.base_url, pool=pool) for c in keys(20)]

@@ -17,7 +17,7 @@ import tracemalloc
 import pytest
 from aiohttp import web
 from venue_checks import FAST_RETRY
-from wire_server import ASSETS_BODY, Arrival, RecordingServer, bounded, json_answer
+from wire_server import ASSETS_BODY, Answer, Arrival, RecordingServer, bounded, json_answer
 
 from connex_async import (
     AuthenticationError,
@@ -53,7 +53,7 @@ def gaps(times: list[float]) -> list[float]:
 # -- bodies over 32 MiB --------------------------------------------------------------------------
 
 
-def padded_page(total: int, *, announce_length: bool) -> object:
+def padded_page(total: int, *, announce_length: bool) -> Answer:
     """An answer that streams a valid assets page padded with spaces to ``total`` bytes.
 
     Valid JSON: only its size is wrong. Streamed 1 MiB at a time, so the server never holds it;
@@ -88,7 +88,7 @@ OVER_LIMIT = DEFAULT_MAX_BODY_BYTES + 64 * 1024
 
 @pytest.mark.parametrize("announce_length", [True, False], ids=["content-length", "chunked"])
 async def test_a_body_over_32_mib_ends_the_call_in_a_typed_error_and_is_not_retried(announce_length: bool) -> None:
-    server = RecordingServer(padded_page(OVER_LIMIT, announce_length=announce_length))  # type: ignore[arg-type]
+    server = RecordingServer(padded_page(OVER_LIMIT, announce_length=announce_length))
     async with server, SessionPool(retry=FAST_RETRY, timeout=30.0) as pool:
         with pytest.raises(ConnexAsyncError) as info:
             await bounded(connex(pool, server).get_assets(), 60)
@@ -97,7 +97,7 @@ async def test_a_body_over_32_mib_ends_the_call_in_a_typed_error_and_is_not_retr
 
 
 async def test_a_body_announced_over_32_mib_is_never_read_into_memory() -> None:
-    server = RecordingServer(padded_page(OVER_LIMIT, announce_length=True))  # type: ignore[arg-type]
+    server = RecordingServer(padded_page(OVER_LIMIT, announce_length=True))
     async with server, SessionPool(retry=RetryPolicy(max_retries=0), timeout=30.0) as pool:
         client = connex(pool, server)
         await client.get_positions()  # connection and imports warm, so the peak is the big answer's
@@ -117,7 +117,7 @@ async def test_a_body_announced_over_32_mib_is_never_read_into_memory() -> None:
     "(enforcing the limit while streaming is pool hardening work; remove this marker when it lands)",
 )
 async def test_a_chunked_body_over_32_mib_is_never_read_into_memory() -> None:
-    server = RecordingServer(padded_page(OVER_LIMIT, announce_length=False))  # type: ignore[arg-type]
+    server = RecordingServer(padded_page(OVER_LIMIT, announce_length=False))
     async with server, SessionPool(retry=RetryPolicy(max_retries=0), timeout=30.0) as pool:
         client = connex(pool, server)
         await client.get_positions()
@@ -137,7 +137,7 @@ async def test_a_chunked_body_over_32_mib_is_never_read_into_memory() -> None:
 CREDENTIAL_HEADERS = ("X-MBX-APIKEY", "signature", "nonce", "X-BAPI-API-KEY", "X-BAPI-SIGN", "Authorization", "Cookie")
 
 
-def reflecting(failures: list[tuple[int, dict[str, object]]]) -> object:
+def reflecting(failures: list[tuple[int, dict[str, object]]]) -> Answer:
     """Answers the n-th request with ``failures[n]`` (status, JSON body; the last one from then on),
     the request's credential headers reflected into the answer's headers, and those the venue's
     request does not have invented, holding the secret."""
@@ -179,7 +179,7 @@ async def test_errors_keep_no_credential_header_and_logs_show_no_credential(
         creds, failures = CX, [(500, {"code": 500, "message": "boom"}), (200, {"code": 2000, "message": "bad sig"})]
     else:
         creds, failures = ZX, [(200, {"retCode": 10016, "retMsg": "busy"}), (200, {"retCode": 10004, "retMsg": "sig"})]
-    server = RecordingServer(reflecting(failures))  # type: ignore[arg-type]
+    server = RecordingServer(reflecting(failures))
     with caplog.at_level(logging.DEBUG, logger="connex_async"):
         async with server, SessionPool(retry=FAST_RETRY) as pool:
             client: ConnexClient | ZoomexClient

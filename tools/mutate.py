@@ -48,6 +48,7 @@ class Breakage:
     original: str
     replacement: str
     tests: tuple[str, ...]
+    also: tuple[tuple[str, str], ...] = ()  # more (original, replacement) in the same file: one breakage
 
 
 @dataclass
@@ -71,6 +72,7 @@ def load(path: Path) -> list[Breakage]:
                 original=entry["original"],
                 replacement=entry["replacement"],
                 tests=tuple(entry["tests"]),
+                also=tuple((o, r) for o, r in entry.get("also", [])),
             )
         )
     names = [b.name for b in found]
@@ -157,11 +159,12 @@ def apply(scratch: Path, breakage: Breakage) -> str | None:
     path = scratch / breakage.file
     if not path.is_file():
         return f"{breakage.file} does not exist"
-    text = path.read_text()
-    count = text.count(breakage.original)
-    if count != 1:
-        return f"snippet found {count} times in {breakage.file} (must be exactly once): {breakage.original!r}"
-    broken = text.replace(breakage.original, breakage.replacement)
+    broken = path.read_text()
+    for original, replacement in ((breakage.original, breakage.replacement), *breakage.also):
+        count = broken.count(original)
+        if count != 1:
+            return f"snippet found {count} times in {breakage.file} (must be exactly once): {original!r}"
+        broken = broken.replace(original, replacement)
     if path.suffix == ".py":
         try:
             compile(broken, str(path), "exec")
