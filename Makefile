@@ -34,7 +34,7 @@ test: lint typecheck
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
 
 ## make mutate: break the package one line at a time (tools/breakages.toml, each in a scratch copy) and check
-## that a listed test fails every time; prints what survived (~5 min). Not part of make test.
+## that a listed test fails every time; prints what survived (~3 min). Not part of make test.
 mutate: $(STAMP)
 	$(BIN)/python tools/mutate.py
 

@@ -220,7 +220,6 @@ def _fake_clients(
     return out
 
 
-@pytest.mark.timing
 async def test_polls_in_flight_stay_within_the_connections_plus_the_shares_owed() -> None:
     # 12 connections, 3 groups: each group is guaranteed 12 // 3 = 4 polls. Every wallet poll hangs
     # (as behind an exhausted host limit) and ConneX polls take 50 ms, so every group wants more

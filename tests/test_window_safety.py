@@ -179,7 +179,7 @@ async def test_a_slack_deeper_than_the_margin_still_holds_the_window(serve: Any)
 async def test_the_harness_catches_raw_aiolimiter(serve: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # aiolimiter's bucket configured the naive way (RefundableBucket only adds non-waiting methods).
     monkeypatch.setattr(RateLimit, "new_bucket", lambda self: RefundableBucket(self.count, self.period))
-    server, _ = await run_one_key(serve, RateLimit(20, 1.0), 5.0)
+    server, _ = await run_one_key(serve, RateLimit(20, 1.0), 3.0)
     worst = max(sum(1 for t in server.arrivals["k1"] if start - 1.0 < t <= start) for start in server.arrivals["k1"])
     print(f"\nraw AsyncLimiter(20, 1): {server.violations} violations, worst window {worst}")
     assert server.violations > 0
