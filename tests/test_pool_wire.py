@@ -305,6 +305,21 @@ async def test_a_retry_after_pauses_every_caller_of_the_key_and_no_other_key() -
     assert other - limited[0] < 0.6 - 0.1
 
 
+# -- connections ---------------------------------------------------------------------------------
+
+
+async def test_requests_on_the_wire_never_exceed_connector_limit() -> None:
+    async def answer(request: web.Request, arrival: Arrival) -> None:
+        await asyncio.sleep(0.1)
+
+    server = RecordingServer(answer)
+    async with server, SessionPool(connector_limit=6) as pool:
+        keys = [Credentials(f"cx-key-{i:04d}", f"s-{i}", label=f"desk-{i}") for i in range(30)]
+        await bounded(asyncio.gather(*(connex(pool, server, k).get_assets() for k in keys)))
+    assert len(server.arrivals) == 30
+    assert server.peak_in_flight == 6
+
+
 # -- quantiles -----------------------------------------------------------------------------------
 
 
