@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: test demo bench bench-quick lint typecheck clean
+.PHONY: test demo bench bench-quick lint typecheck mutate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -21,15 +21,22 @@ $(BENCH_STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP) $(BENCH_STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check connex_async tests benchmarks examples
-	$(BIN)/ruff format --check connex_async tests benchmarks examples
+	$(BIN)/ruff check connex_async tests benchmarks examples tools
+	$(BIN)/ruff format --check connex_async tests benchmarks examples tools
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict connex_async
 
-## make test: set up .venv, then ruff, mypy --strict and the whole pytest suite.
+## make test: set up .venv, then ruff, mypy --strict and the whole pytest suite, on 4 xdist workers (most
+## tests sleep; those marked `timing` all run on one worker, one at a time: tests/conftest.py).
+PYTEST_WORKERS ?= 4
 test: lint typecheck
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
+
+## make mutate: break the package one line at a time (tools/breakages.toml, each in a scratch copy) and check
+## that a listed test fails every time; prints what survived (~3 min). Not part of make test.
+mutate: $(STAMP)
+	$(BIN)/python tools/mutate.py
 
 ## make demo: set up .venv, then poll a few hundred simulated sub-portfolios for ~15 s.
 demo: $(STAMP)

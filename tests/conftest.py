@@ -1,4 +1,5 @@
-"""Test-wide setup: an aioresponses shim for aiohttp >= 3.14."""
+"""Test-wide setup: an aioresponses shim for aiohttp >= 3.14, replayable randomness, timing tests
+kept apart under xdist, and a real redis-server for the Redis tests."""
 
 from __future__ import annotations
 
@@ -63,3 +64,57 @@ def redis_url(redis_server: RedisServer) -> str:
     finally:
         client.close()
     return redis_server.url
+
+
+# -- replayable randomness -----------------------------------------------------------------------
+#
+# Backoff jitter, the limiters' first-admission phases, Poller.add's phases and the test servers'
+# jitter all draw from the `random` module. Every test starts from a seed derived from the session's
+# seed and its own id, so that a failure can be replayed exactly (the seed is printed with it), and
+# a test's draws do not depend on which tests ran before it on its worker.
+
+import random  # noqa: E402
+
+SEED_VARIABLE = "CONNEX_TEST_SEED"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The controller picks the session's seed; xdist workers inherit it through the environment.
+    if not os.environ.get(SEED_VARIABLE):
+        os.environ[SEED_VARIABLE] = str(random.SystemRandom().randrange(10**9))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"random seed: {SEED_VARIABLE}={os.environ[SEED_VARIABLE]}"
+
+
+@pytest.fixture(autouse=True)
+def _seeded_random(request: pytest.FixtureRequest) -> None:
+    random.seed(f"{os.environ[SEED_VARIABLE]}:{request.node.nodeid}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    report = yield
+    if report.failed:
+        seed = os.environ[SEED_VARIABLE]
+        report.sections.append(("random seed", f"replay with: {SEED_VARIABLE}={seed} pytest '{item.nodeid}'"))
+    return report
+
+
+# -- timing tests: one at a time under xdist -----------------------------------------------------
+#
+# Most of the suite sleeps (user CPU is about a quarter of its wall time), so `make test` runs it on
+# several xdist workers. A test marked `timing` asserts arrival times or window violations at a
+# server in its own process: every such test goes to one worker (`--dist loadgroup`), so that no
+# two of them ever load the machine at the same time; each still has the other workers' sleeping
+# tests beside it, which is the noise their margins are sized for.
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into the test ids
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        if item.get_closest_marker("timing") is not None:
+            item.add_marker(pytest.mark.xdist_group("timing"))

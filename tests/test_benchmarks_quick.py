@@ -1,4 +1,5 @@
-"""Every benchmark's quick mode runs and writes well-formed results (no timing assertions).
+"""Every benchmark's quick mode runs and writes well-formed results; our limiter's rows count no
+violation at the simulator (the only figures asserted: the rest are measurements, not tests).
 
 The benchmarks live outside the package (``benchmarks/``), so they run as ``python -m benchmarks.run
 --quick`` from the repository root, exactly as ``make bench-quick`` does. Optional dependencies
@@ -19,44 +20,66 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ("decode", "pipeline", "limiter", "fanout", "redis")
+#: A quick benchmark takes 2-14 s alone (35-44 s for all four in one run, mostly spawning processes);
+#: the bound is for a loaded 2-core machine running the rest of the suite beside it.
+TIMEOUT = 300
+
+# Each benchmark runs in its own `python -m benchmarks.run --quick --only NAME`, so that xdist can
+# spread them over its workers; the tests of one benchmark share a worker (and its one run). The
+# limiter's asserts 0 window violations for our limiter: it runs with the other timing tests.
+
+
+def _bench(name: str) -> Any:
+    mark = pytest.mark.timing if name == "limiter" else pytest.mark.xdist_group(f"bench-{name}")
+    return pytest.param(name, marks=mark)
+
+
+def only(name: str) -> pytest.MarkDecorator:
+    return pytest.mark.parametrize("name", [_bench(name)])
 
 
 def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-@pytest.fixture(scope="module")
-def quick_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+_RUNS: dict[str, dict[str, Any]] = {}
+
+
+@pytest.fixture
+def quick_results(name: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """``benchmarks.run --quick --only name``, once per session (per xdist worker)."""
     if not (ROOT / "benchmarks" / "run.py").exists():
         pytest.skip("benchmarks/ is not part of this checkout")
-    out = tmp_path_factory.mktemp("bench") / "quick.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--quick", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    document: dict[str, Any] = json.loads(out.read_text())
-    document["_stdout"] = proc.stdout
-    document["_md"] = out.with_suffix(".md").read_text()
-    return document
+    if name not in _RUNS:
+        out = tmp_path_factory.mktemp(f"bench-{name}") / "quick.json"
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks.run", "--quick", "--only", name, "--out", str(out)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        document: dict[str, Any] = json.loads(out.read_text())
+        document["_stdout"] = proc.stdout
+        document["_md"] = out.with_suffix(".md").read_text()
+        _RUNS[name] = document
+    return _RUNS[name]
 
 
-def test_document_shape(quick_results: dict[str, Any]) -> None:
+@pytest.mark.parametrize("name", [_bench(n) for n in BENCHMARKS])
+def test_document_shape(name: str, quick_results: dict[str, Any]) -> None:
     assert quick_results["quick"] is True
-    assert set(BENCHMARKS) <= set(quick_results["results"])
+    assert set(quick_results["results"]) == {name}
     machine = quick_results["machine"]
     assert machine["cores"] >= 1 and machine["python"]
-    for name in BENCHMARKS:
-        result = quick_results["results"][name]
-        assert result["name"] == name
-        assert result["rows"], name
-        assert _finite(result["elapsed_s"])
+    result = quick_results["results"][name]
+    assert result["name"] == name
+    assert result["rows"], name
+    assert _finite(result["elapsed_s"])
     for target in quick_results["targets"]:
-        assert target["bench"] in BENCHMARKS
+        assert target["bench"] == name
         if "value" in target:
             assert _finite(target["value"]), target
             assert isinstance(target["met"], bool)
@@ -65,7 +88,8 @@ def test_document_shape(quick_results: dict[str, Any]) -> None:
         assert plot.startswith("skipped") or Path(plot).is_file()
 
 
-def test_decode_rows(quick_results: dict[str, Any]) -> None:
+@only("decode")
+def test_decode_rows(name: str, quick_results: dict[str, Any]) -> None:
     rows = quick_results["results"]["decode"]["rows"]
     assert {r["payload"] for r in rows} == {"assets", "positions", "wallet"}
     for row in rows:
@@ -78,7 +102,8 @@ def test_decode_rows(quick_results: dict[str, Any]) -> None:
             assert row["status"].startswith("skipped")
 
 
-def test_pipeline_rows(quick_results: dict[str, Any]) -> None:
+@only("pipeline")
+def test_pipeline_rows(name: str, quick_results: dict[str, Any]) -> None:
     result = quick_results["results"]["pipeline"]
     keys = {r["key"] for r in result["rows"]}
     assert {"floor", "floor_decode", "ours", "wallet_floor", "wallet_ours", "ccxt"} <= keys
@@ -95,11 +120,14 @@ def test_pipeline_rows(quick_results: dict[str, Any]) -> None:
             assert _finite(point["cpu_us_per_request"]) and point["cpu_us_per_request"] > 0
 
 
-def test_limiter_rows(quick_results: dict[str, Any]) -> None:
+@only("limiter")
+def test_limiter_rows(name: str, quick_results: dict[str, Any]) -> None:
     rows = quick_results["results"]["limiter"]["rows"]
     assert {r["variant"] for r in rows} >= {"ours", "ours_uncharged", "raw_aiolimiter", "capacity1"}
     for row in rows:
         assert isinstance(row["violations"], int) and row["violations"] >= 0
+        if row["variant"] == "ours":  # the baselines' violations are the point of them; ours: none
+            assert row["violations"] == 0, {k: row[k] for k in ("config", "margin_s", "send_to_arrival", "late_sends")}
         assert isinstance(row["late_sends"], int) and row["late_sends"] >= 0
         assert _finite(row["send_lag_max_ms"]) and row["send_lag_max_ms"] >= 0
         assert row["requests"] > 0 and row["accepted"] > 0
@@ -109,7 +137,8 @@ def test_limiter_rows(quick_results: dict[str, Any]) -> None:
     assert single and all(r["series"] for r in single)
 
 
-def test_fanout_rows(quick_results: dict[str, Any]) -> None:
+@only("fanout")
+def test_fanout_rows(name: str, quick_results: dict[str, Any]) -> None:
     result = quick_results["results"]["fanout"]
     rows = result["rows"]
     assert [r["order"] for r in rows] == ["as listed", "interleaved"]
@@ -118,7 +147,7 @@ def test_fanout_rows(quick_results: dict[str, Any]) -> None:
         assert _finite(row["polls_per_s"]) and row["polls_per_s"] > 0
         assert _finite(row["cpu_us_per_poll"]) and row["cpu_us_per_poll"] > 0
         assert _finite(row["registration_s"])
-        assert isinstance(row["violations"], int) and row["violations"] >= 0
+        assert row["violations"] == 0, row["simulator"]  # every poll goes through our limiter
         assert row["staleness"]["samples"] >= 1 and _finite(row["staleness"]["worst_ratio"])
     memory = rows[0]["tracemalloc_bytes_per_portfolio"]
     assert _finite(memory) and memory > 0
@@ -134,7 +163,8 @@ def test_fanout_rows(quick_results: dict[str, Any]) -> None:
     assert (isinstance(profile, str) and profile.startswith("skipped")) or profile["parts"]
 
 
-def test_redis_rows(quick_results: dict[str, Any]) -> None:
+@only("redis")
+def test_redis_rows(name: str, quick_results: dict[str, Any]) -> None:
     result = quick_results["results"]["redis"]
     cpu = [r for r in result["rows"] if r["part"] == "cpu"]
     assert {r["backend"] for r in cpu} == {"local", "redis"}

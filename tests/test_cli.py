@@ -106,6 +106,30 @@ def test_demo_jsonl_stdout_is_json_only() -> None:
     assert "simulator violations 0" in proc.stderr
 
 
+# The demo against a simulator stricter than the venues' real limits (1 assets request per 10 s a
+# key, while the demo polls them every second): the simulator counts violations, and `make demo`
+# must fail. Only the simulator's table of limits is changed; the command runs as a user runs it.
+STRICT_DEMO = """
+import sys
+from connex_async.testing import server
+server.DEFAULT_LIMITS["connex.assets"] = (1, 10.0)
+from connex_async.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_demo_exits_1_when_the_simulator_counts_a_violation() -> None:
+    args = ("demo", "--portfolios", "20", "--zoomex", "0", "--duration", "2.5")
+    proc = subprocess.run(
+        [sys.executable, "-c", STRICT_DEMO, *args], capture_output=True, text=True, timeout=60, check=False
+    )
+    summary = proc.stdout.strip().splitlines()[-1]
+    violations = int(re.fullmatch(r".*simulator violations (\d+)", summary)[1])  # type: ignore[index]
+    assert violations > 0, summary
+    assert proc.returncode == 1, (proc.returncode, summary, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr
+
+
 async def test_demo_renders_a_live_table_on_a_tty() -> None:
     class FakeTTY(io.StringIO):
         def isatty(self) -> bool:

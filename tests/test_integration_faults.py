@@ -336,7 +336,7 @@ async def test_zoomex_ip_limit_opens_circuit_and_other_keys_fail_fast() -> None:
         started = loop.time()
         with track_call() as call2, pytest.raises(CircuitOpenError) as info2:
             await bounded(ZoomexClient(second, base_url=r.venue.base_url, pool=r.pool).get_wallet_balance(), 1.0)
-        assert loop.time() - started < 0.1
+        assert loop.time() - started < 1.0  # no limiter wait, no request (GC passes alone take 0.1 s)
         assert info2.value.portfolio == second.label
         assert info2.value.status is None
         assert call2.attempts == 0

@@ -105,9 +105,9 @@ async def test_tokens_are_not_held_across_a_wait_for_another_scope() -> None:
         await registry.acquire((key, host), 0.5)
     other_key = registry.get("key2", RateLimit(1, 10.0, margin=0.0, slack=0.0))
     await asyncio.sleep(0.2)  # host's refill (0.3 s) plus its first-admission phase (< 0.3 s) are over
-    started = time.monotonic()
-    await registry.acquire((other_key, host), 1.0)
-    assert time.monotonic() - started < 0.05  # the host slot that refilled meanwhile was not taken
+    # The host slot that refilled meanwhile was not taken: another key has it right now. (Asked
+    # without waiting: a stopwatch around an "immediate" acquire fails on a garbage-collector pass.)
+    assert registry.try_acquire_all((other_key, host))
 
 
 async def test_admission_is_one_instant_for_both_scopes() -> None:
@@ -157,8 +157,8 @@ async def test_requests_stalled_by_the_same_pause_share_one_charge() -> None:
     limiter = WindowSafeLimiter(RateLimit(10, 1.0))
     await asyncio.sleep(0)
     now = time.monotonic()
-    for admitted in (now - 0.2, now - 0.15, now - 0.1):  # three requests caught by one 0.2 s pause
+    for admitted in (now - 0.4, now - 0.3, now - 0.2):  # three requests caught by one 0.4 s pause
         limiter.charge_stall(admitted, now)
     started = time.monotonic()
     await limiter.acquire()
-    assert 0.15 <= time.monotonic() - started <= 0.3  # one 0.2 s charge, not 0.45 s of them
+    assert 0.35 <= time.monotonic() - started <= 0.7  # one 0.4 s charge, not 0.9 s of them

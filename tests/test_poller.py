@@ -15,7 +15,7 @@ from venue_checks import FAST_RETRY
 from connex_async import ConnexClient, Credentials, SessionPool, ZoomexClient
 from connex_async.client import BaseClient
 from connex_async.errors import AuthenticationError
-from connex_async.poller import PollCancelledError, Poller, PollerStats, Update
+from connex_async.poller import Poller, PollerStats, Update
 from connex_async.testing import Fault, SimulatedVenue
 
 
@@ -41,35 +41,34 @@ async def collect(poller: Poller, seconds: float) -> list[Update]:
     return got
 
 
+@pytest.mark.timing
 async def test_a_thousand_portfolios_every_endpoint_fresh_no_violations() -> None:
     async with (
         SimulatedVenue(connex_portfolios=900, zoomex_accounts=100, seed=3) as venue,
         SessionPool(connector_limit=100, retry=FAST_RETRY) as pool,
     ):
         clients = clients_for(venue, pool)
+        intervals = {"assets": 2.0, "positions": 4.0, "wallet": 2.0}
         poller = Poller(clients, assets_every=2.0, positions_every=4.0, wallet_every=2.0)
         async with poller:
             await collect(poller, 3.0)  # warm-up: every phase has fired once
-            staleness_samples = []
+            samples: list[PollerStats] = []
             updates = []
             for _ in range(7):
                 updates += await collect(poller, 1.0)
-                staleness_samples.append(poller.stats().staleness_quantile(0.99))
-        stats = poller.stats()
+                samples.append(poller.stats())
     seen = {(u.portfolio, u.endpoint) for u in updates if u.ok}
     expected = {(c.label, e) for c in clients for e in c.poll_jobs()}
     assert expected <= seen, f"missing {len(expected - seen)} of {len(expected)}"
     assert all(u.ok for u in updates), [str(u.error) for u in updates if not u.ok][:3]
     assert venue.violations == 0
-    # Staleness within 2x the interval: assets and wallet every 2 s, positions every 4 s.
-    p50 = {e: staleness_quantile(stats, e, 0.50) for e in ("assets", "positions", "wallet")}
-    p99 = {e: staleness_quantile(stats, e, 0.99) for e in ("assets", "positions", "wallet")}
-    assert p99["assets"] <= 4.0 and p99["wallet"] <= 4.0
-    assert p99["positions"] <= 8.0
-    assert max(staleness_samples) <= 8.0
+    # README: staleness within 2x the interval, per endpoint, at every moment sampled.
+    worst = {e: max(staleness_quantile(s, e, 0.99) for s in samples) for e in intervals}
+    for endpoint, interval in intervals.items():
+        assert worst[endpoint] <= 2 * interval, (endpoint, worst)
     print(
-        f"\n1,000 portfolios: {len(updates) / 7:.0f} updates/s, violations {venue.violations}, staleness s "
-        + ", ".join(f"{e} p50 {p50[e]:.2f} p99 {p99[e]:.2f}" for e in p50)
+        f"\n1,000 portfolios: {len(updates) / 7:.0f} updates/s, violations {venue.violations}, worst staleness p99 "
+        + ", ".join(f"{e} {worst[e]:.2f} s ({worst[e] / intervals[e]:.2f}x)" for e in intervals)
     )
 
 
@@ -79,14 +78,16 @@ async def test_slow_consumer_memory_bounded_newest_wins() -> None:
         async with poller:
             await asyncio.sleep(1.0)  # nobody reads
             tracemalloc.start()
-            await asyncio.sleep(1.0)  # steady state: every (portfolio, endpoint) has a pending update
-            gc.collect()
-            steady = tracemalloc.get_traced_memory()[0]
-            dropped_before = poller.stats().superseded
-            await asyncio.sleep(2.0)  # still nobody reads: newest wins, nothing piles up
-            gc.collect()
-            grown = tracemalloc.get_traced_memory()[0] - steady
-            tracemalloc.stop()
+            try:
+                await asyncio.sleep(1.0)  # steady state: every (portfolio, endpoint) has a pending update
+                gc.collect()
+                steady = tracemalloc.get_traced_memory()[0]
+                dropped_before = poller.stats().superseded
+                await asyncio.sleep(2.0)  # still nobody reads: newest wins, nothing piles up
+                gc.collect()
+                grown = tracemalloc.get_traced_memory()[0] - steady
+            finally:
+                tracemalloc.stop()
             one_update = sum(len(msgspec.json.encode(u.data)) for u in list(poller._latest.values())[:10]) // 10
             dropped = poller.stats().superseded - dropped_before
             stats = poller.stats()
@@ -118,24 +119,6 @@ async def test_add_and_remove_while_running() -> None:
         assert poller.stats().portfolios == 1
 
 
-async def test_stop_while_in_flight_gives_every_started_poll_one_update() -> None:
-    async with SimulatedVenue(connex_portfolios=20, zoomex_accounts=0, seed=4) as venue, SessionPool() as pool:
-        venue.inject(Fault("latency", seconds=3.0))
-        poller = Poller(clients_for(venue, pool), assets_every=0.5, positions_every=None, stop_timeout=0.3)
-        await poller.start()
-        await asyncio.sleep(0.6)
-        started = poller.stats().polls_started
-        assert started > 0 and poller.stats().in_flight > 0
-        t0 = time.monotonic()
-        await poller.stop()
-        assert time.monotonic() - t0 < 2.0
-        updates = [u async for u in poller]
-        stats = poller.stats()
-    assert stats.polls_started == stats.polls_ended
-    assert len(updates) + stats.superseded == stats.polls_ended
-    assert any(isinstance(u.error, PollCancelledError) for u in updates)
-
-
 async def test_bad_key_among_good_ones_is_quarantined_once() -> None:
     async with (
         SimulatedVenue(connex_portfolios=10, zoomex_accounts=0, seed=5) as venue,
@@ -157,6 +140,7 @@ async def test_bad_key_among_good_ones_is_quarantined_once() -> None:
         assert tries == 3
 
 
+@pytest.mark.timing
 async def test_failing_key_never_delays_the_others() -> None:
     async with (
         SimulatedVenue(connex_portfolios=10, zoomex_accounts=0, seed=6) as venue,
@@ -210,14 +194,16 @@ class _Gauge:
             self.ended[group] = self.ended.get(group, 0) + 1
 
 
-def _fake_clients(pool: SessionPool, gauge: _Gauge, connex: int, zoomex: int, wallet_gate: asyncio.Event) -> list[Any]:
-    """Clients whose polls only sleep (ConneX) or wait for ``wallet_gate`` (Zoomex): no HTTP."""
+def _fake_clients(
+    pool: SessionPool, gauge: _Gauge, connex: int, zoomex: int, wallet_gate: asyncio.Event, connex_poll: float = 0.005
+) -> list[Any]:
+    """Clients whose polls only sleep ``connex_poll`` s (ConneX) or wait for ``wallet_gate`` (Zoomex): no HTTP."""
 
     class FakeConnex(ConnexClient):
         def poll_jobs(self) -> dict[str, Any]:
             return {
-                "assets": lambda: gauge.run("assets", asyncio.sleep(0.005)),
-                "positions": lambda: gauge.run("positions", asyncio.sleep(0.005)),
+                "assets": lambda: gauge.run("assets", asyncio.sleep(connex_poll)),
+                "positions": lambda: gauge.run("positions", asyncio.sleep(connex_poll)),
             }
 
     class FakeZoomex(ZoomexClient):
@@ -234,23 +220,29 @@ def _fake_clients(pool: SessionPool, gauge: _Gauge, connex: int, zoomex: int, wa
     return out
 
 
-async def test_a_stuck_endpoint_keeps_its_share_and_never_starves_the_others() -> None:
-    # 12 connections, 3 groups: each group is guaranteed 4 polls. Every wallet poll hangs (as
-    # behind an exhausted host limit); assets and positions must keep flowing anyway.
+async def test_polls_in_flight_stay_within_the_connections_plus_the_shares_owed() -> None:
+    # 12 connections, 3 groups: each group is guaranteed 12 // 3 = 4 polls. Every wallet poll hangs
+    # (as behind an exhausted host limit) and ConneX polls take 50 ms, so every group wants more
+    # than its share. The wallets borrow the slots the others leave idle; once they hold them, each
+    # ConneX group still starts its 4. Polls in flight are therefore bounded by connector_limit plus
+    # the shares of the groups that were owed theirs: 12 + 2 * 4 (README, "Fan-out polling").
     gauge, gate = _Gauge(), asyncio.Event()
     pool = SessionPool(connector_limit=12)
-    clients = _fake_clients(pool, gauge, connex=30, zoomex=30, wallet_gate=gate)
+    clients = _fake_clients(pool, gauge, connex=30, zoomex=30, wallet_gate=gate, connex_poll=0.05)
     poller = Poller(clients, assets_every=0.05, positions_every=0.05, wallet_every=0.05)
     async with poller:
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(0.5)
+        ended_before = dict(gauge.ended)
+        await asyncio.sleep(0.5)
         ended = dict(gauge.ended)
         gate.set()
     assert ended.get("wallet", 0) == 0
-    assert gauge.peak["wallet"] <= 12
-    # Each ConneX group polls its 30 jobs every 50 ms with at least 4 slots: hundreds of polls.
-    assert ended["assets"] > 150 and ended["positions"] > 150
-    # In all: the connections plus, at worst, the guaranteed shares of the groups that were owed.
-    assert gauge.peak_total <= 12 + 2 * 4
+    assert gauge.peak_total <= 12 + 2 * 4, gauge.peak
+    assert gauge.peak["assets"] >= 4 and gauge.peak["positions"] >= 4, gauge.peak
+    # In the second half, with the wallets holding what they took, each ConneX group still runs its
+    # 4 polls of 50 ms: about 40 polls each.
+    for group in ("assets", "positions"):
+        assert ended[group] - ended_before[group] >= 20, (group, ended, ended_before)
 
 
 async def test_an_endpoint_alone_borrows_the_idle_slots() -> None:

@@ -165,55 +165,7 @@ async def test_auth_error_is_not_retried(pool: SessionPool) -> None:
         assert calls(m, ASSETS_RE) == 1
 
 
-@pytest.mark.parametrize(
-    ("failure", "min_wait"),
-    [
-        ({"status": 429, "body": ""}, 0.0),
-        ({"status": 429, "body": "", "headers": {"Retry-After": "0.3"}}, 0.3),
-        ({"status": 200, "body": '{"code":100429,"message":"Too many requests","data":null}'}, 0.0),
-    ],
-    ids=["429-no-hint", "429-retry-after", "100429"],
-)
-async def test_rate_limit_cools_the_scope_then_succeeds(
-    pool: SessionPool, failure: dict[str, Any], min_wait: float
-) -> None:
-    with aioresponses() as m:
-        m.get(ASSETS_RE, **failure)
-        m.get(ASSETS_RE, callback=ok_assets)
-        started = time.monotonic()
-        await connex(pool).get_assets()
-        assert time.monotonic() - started >= min_wait
-    limiter = pool.limiter.find(("connex", CREDS.limit_group, "assets"))
-    assert limiter is not None and limiter.cooldowns == 1
-    assert pool.metrics.snapshot().cooldowns == 1
-
-
-async def test_retry_after_cooldown_holds_other_callers_of_the_scope(pool: SessionPool) -> None:
-    with aioresponses() as m:
-        m.get(ASSETS_RE, status=429, body="", headers={"Retry-After": "0.4"})
-        m.get(ASSETS_RE, callback=ok_assets, repeat=True)
-        client = connex(pool)
-        first = asyncio.create_task(client.get_assets())
-        await asyncio.sleep(0.1)
-        started = time.monotonic()
-        await client.get_assets()  # a second caller on the same key waits out the cooldown too
-        assert time.monotonic() - started >= 0.25
-        await first
-
-
-async def test_zoomex_10006_waits_for_reset_timestamp(pool: SessionPool) -> None:
-    with aioresponses() as m:
-        m.get(TIME_RE, body=time_body(), repeat=True)
-        reset = str(int((time.time() + 0.4) * 1000))
-        m.get(
-            WALLET_RE,
-            body='{"retCode":10006,"retMsg":"Too many visits!","result":{}}',
-            headers={"X-Bapi-Limit-Reset-Timestamp": reset, "X-Bapi-Limit": "10", "X-Bapi-Limit-Status": "0"},
-        )
-        m.get(WALLET_RE, body=WALLET_BODY)
-        started = time.monotonic()
-        await ZoomexClient(ZCREDS, base_url=ZX_URL, pool=pool).get_wallet_balance()
-        assert time.monotonic() - started >= 0.3
+# Rate-limit answers and cooldowns are held at a real server's arrival times: tests/test_pool_wire.py.
 
 
 async def test_zoomex_403_opens_circuit_and_fails_fast(pool: SessionPool) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import errno
 import hashlib
 import hmac
 import json
@@ -116,12 +117,22 @@ async def test_credentials_are_deterministic_and_labelled() -> None:
 
 
 async def test_fixed_port_and_start_stop() -> None:
-    probe = SimulatedVenue(connex_portfolios=1, zoomex_accounts=0)
-    await probe.start()
-    port = probe.port
-    await probe.stop()
-    fixed = SimulatedVenue(connex_portfolios=1, zoomex_accounts=0, port=port)
-    await fixed.start()
+    # A port seen free a moment ago can be taken by another process before it is bound again: the
+    # test looks for one that stays free (a few tries), rather than assume the first one does.
+    for _ in range(5):
+        probe = SimulatedVenue(connex_portfolios=1, zoomex_accounts=0)
+        await probe.start()
+        port = probe.port
+        await probe.stop()
+        fixed = SimulatedVenue(connex_portfolios=1, zoomex_accounts=0, port=port)
+        try:
+            await fixed.start()
+            break
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+    else:
+        pytest.fail("5 ports in a row were taken between freeing and binding them again")
     try:
         assert fixed.base_url == f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as s:
