@@ -150,7 +150,7 @@ async def test_a_key_failing_authentication_three_times_in_a_row_is_quarantined_
     assert [u.quarantined for u in of_bad] == [False, False, True]
     assert all(isinstance(u.error, AuthenticationError) for u in of_bad)
     assert arrivals is not None and arrivals.requests == 3  # then left alone
-    assert set(poller.quarantined) == {bad.label}
+    assert {label for label, _ in poller.quarantined} == {bad.label}
     assert {u.portfolio for u in updates if u.ok} == {c.label for c in good}
 
 

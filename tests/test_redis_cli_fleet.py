@@ -57,6 +57,7 @@ async def steady_rate(venue: SimulatedVenue, settle: float, steady: float) -> tu
     return (venue.stats().accepted - before) / (time.monotonic() - started), venue.stats().violations
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("shared", [True, False], ids=["redis", "local-limits"])
 async def test_three_shards_on_one_ip_hold_the_zoomex_ip_limit(redis_url: str, tmp_path: Path, shared: bool) -> None:
     # 240 accounts polled every second: twice the IP's 120/s, split over three processes.
@@ -86,6 +87,7 @@ async def test_three_shards_on_one_ip_hold_the_zoomex_ip_limit(redis_url: str, t
     assert codes == [0, 0, 0], errors
 
 
+@pytest.mark.timing
 async def test_two_processes_on_the_same_shard_share_each_keys_budget(redis_url: str, tmp_path: Path) -> None:
     # A misconfiguration: both processes poll every key. Each key's 20/s still holds, and is used.
     creds = tmp_path / "creds.json"

@@ -107,6 +107,7 @@ def zoomex(creds: Credentials, base_url: str, pool: SessionPool) -> BaseClient:
     return ZoomexClient(creds, base_url=base_url, pool=pool)
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("shared", [True, False], ids=["redis", "local-limits"])
 async def test_two_processes_polling_the_same_keys_share_each_keys_budget(redis_url: str, shared: bool) -> None:
     # A misconfiguration: two processes with the same shard. Each key's 20/s must still hold.
@@ -127,6 +128,7 @@ async def test_two_processes_polling_the_same_keys_share_each_keys_budget(redis_
         assert utilization >= 0.95, f"{label} used only {utilization:.1%} of its limit"
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("shared", [True, False], ids=["redis", "local-limits"])
 async def test_processes_sharing_one_ip_hold_the_zoomex_host_limit(redis_url: str, shared: bool) -> None:
     # Three processes polling 24 accounts at up to 10/s each: 240/s of demand, twice an IP limit
@@ -200,6 +202,7 @@ async def collect(poller: Poller, seconds: float) -> list[Update]:
     return updates
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize(
     ("stall", "guard"),
     [(0.15, "charge"), (0.15, None), (0.6, "re-admit"), (0.6, None)],

@@ -49,6 +49,7 @@ async def admit_until_admitted(limiter: RedisLimiter, scopes: tuple[RedisScope, 
         await limiter.wait_ready(scopes, verdict, None)
 
 
+@pytest.mark.timing
 async def test_any_n_plus_1_admissions_across_processes_are_a_window_apart(limiters: list[RedisLimiter]) -> None:
     limit = RateLimit(5, 0.4, margin=0.05)
     times: list[float] = []
