@@ -5,10 +5,12 @@ it is due; no task exists for an idle job, so 10,000 portfolios cost a heap entr
 coroutine each, and a job never has more than one poll running. Phases are spread over the interval
 within each endpoint, so that thousands of keys never fire in the same millisecond.
 
-Polls in flight on one pool are bounded by its ``connector_limit`` and shared between endpoint
+Polls in flight on one pool are kept near its ``connector_limit`` and shared between endpoint
 groups (venue, endpoint): each group is guaranteed an equal share and borrows what the others leave
-idle (:class:`_InFlight`). A due job that may not start waits in its group's queue, so a backlog on
-one endpoint (Zoomex wallets behind the host-wide limit) never takes the slots of another. Every
+idle (:class:`_InFlight`); a borrowed slot is never taken back from a running poll, so polls in
+flight reach at most ``connector_limit`` plus the shares still owed to the other groups, while
+requests on the wire never exceed ``connector_limit`` (the pool's connection slots). A due job
+that may not start waits in its group's queue, so a backlog on one endpoint (Zoomex wallets behind the host-wide limit) never takes the slots of another. Every
 request still goes through the pool, which admits it through the limiters without holding a
 connection while it waits: the poller decides *when to want* data, the pool *when to send*.
 
@@ -126,11 +128,12 @@ _UPDATE_TYPES: dict[str, type[Update[Any]]] = {
 
 
 class _InFlight:
-    """The polls running on one pool: ``limit`` in all, shared fairly between endpoint groups.
+    """The polls running on one pool, about ``limit`` in all, shared fairly between endpoint groups.
 
     Each group is guaranteed ``limit // groups`` polls and may borrow beyond that while the pool's
-    total is under ``limit``. Why a total: polls beyond the pool's connections only queue for one,
-    and each holds a task and its objects; 300 polls on 100 connections cost about a quarter more
+    total is under ``limit`` (so the total can exceed ``limit`` by the shares owed to groups that
+    start while others are borrowing: 20 on 12 connections with three groups). Why a total: polls
+    beyond the pool's connections only queue for one, and each holds a task and its objects; 300 polls on 100 connections cost about a quarter more
     CPU per poll than 100 (measured in ``benchmarks/bench_fanout.py``, mostly in the garbage
     collector). Why a guaranteed share: a group stuck behind its limiter must never hold every
     slot and starve the others.
