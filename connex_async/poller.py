@@ -10,9 +10,10 @@ groups (venue, endpoint): each group is guaranteed an equal share and borrows wh
 idle (:class:`_InFlight`); a borrowed slot is never taken back from a running poll, so polls in
 flight reach at most ``connector_limit`` plus the shares still owed to the other groups, while
 requests on the wire never exceed ``connector_limit`` (the pool's connection slots). A due job
-that may not start waits in its group's queue, so a backlog on one endpoint (Zoomex wallets behind the host-wide limit) never takes the slots of another. Every
-request still goes through the pool, which admits it through the limiters without holding a
-connection while it waits: the poller decides *when to want* data, the pool *when to send*.
+that may not start waits in its group's queue, so a backlog on one endpoint (Zoomex wallets
+behind the host-wide limit) never takes the slots of another. Every request still goes through
+the pool, which admits it through the limiters without holding a connection while it waits: the
+poller decides *when to want* data, the pool *when to send*.
 
 Output is "newest wins" per (portfolio, endpoint): a consumer that falls behind sees the latest
 data for each, never an unbounded queue, and :attr:`PollerStats.superseded` counts what it missed.
@@ -133,10 +134,10 @@ class _InFlight:
     Each group is guaranteed ``limit // groups`` polls and may borrow beyond that while the pool's
     total is under ``limit`` (so the total can exceed ``limit`` by the shares owed to groups that
     start while others are borrowing: 20 on 12 connections with three groups). Why a total: polls
-    beyond the pool's connections only queue for one, and each holds a task and its objects; 300 polls on 100 connections cost about a quarter more
-    CPU per poll than 100 (measured in ``benchmarks/bench_fanout.py``, mostly in the garbage
-    collector). Why a guaranteed share: a group stuck behind its limiter must never hold every
-    slot and starve the others.
+    beyond the pool's connections only queue for one, and each holds a task and its objects; 300
+    polls on 100 connections cost about a quarter more CPU per poll than 100 (measured in
+    ``benchmarks/bench_fanout.py``, mostly in the garbage collector). Why a guaranteed share: a
+    group stuck behind its limiter must never hold every slot and starve the others.
     """
 
     __slots__ = ("groups", "limit", "queued", "running", "total")
