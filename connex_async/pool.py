@@ -51,7 +51,7 @@ from connex_async.limits import LimiterRegistry
 from connex_async.metrics import AttemptEvent, Metrics
 from connex_async.rate_limit import RateLimit
 from connex_async.retry import RetryPolicy
-from connex_async.send_ticket import DatedRequest, SendTicket, StaleAdmission, sending
+from connex_async.send_ticket import DatedRequest, DatedResponse, SendTicket, StaleAdmission, sending
 from connex_async.signing import ParamValue, SignedRequest, encode_query, normalize_params
 from connex_async.venues.base import Endpoint, RawResponse, Venue
 
@@ -151,7 +151,7 @@ class SessionPool:
         self.user_agent = user_agent
         self.limiter: LimiterBackend = limiter if limiter is not None else LimiterRegistry()
         self.circuit_probe_after = circuit_probe_after
-        self.metrics = Metrics()
+        self.metrics = Metrics(paths=self.limiter.network_snapshot)
         self._session: aiohttp.ClientSession | None = None
         self._clock_offsets: dict[tuple[str, str], float] = {}
         self._clock_locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -175,6 +175,7 @@ class SessionPool:
                 headers={"User-Agent": self.user_agent},
                 raise_for_status=False,
                 request_class=DatedRequest,
+                response_class=DatedResponse,  # dates the answer: round trips for the adaptive margins
                 auto_decompress=True,
             )
             # aiohttp silently resends an idempotent request once after a reset (aio-libs/aiohttp
@@ -243,7 +244,7 @@ class SessionPool:
                     # or the delay would eat the limiter's jitter margin.
                     await self._first_clock_sync(venue, base_url)
                 waited, asked_at, probe = await self._admit(scopes, circuit, venue, endpoint, label)
-                ticket = SendTicket(self.limiter, scopes, asked_at, stale_after) if scopes else None
+                ticket = SendTicket(self.limiter, scopes, asked_at, stale_after, circuit) if scopes else None
                 try:
                     signed = self._sign(venue, base_url, params, credentials if endpoint.signed else None)
                     started = time.perf_counter()

@@ -177,6 +177,7 @@ class RedisLimiter(LimiterBackend):
         for name, value in (("namespace", namespace), ("egress_id", egress_id)):
             if not value or any(c in value for c in "{}:") or not value.isprintable() or " " in value:
                 raise ValueError(f"{name} must be printable text without spaces, braces or colons, got {value!r}")
+        super().__init__()
         self.url = url
         self.namespace = namespace
         self.egress_id = egress_id
