@@ -26,9 +26,10 @@ asking Redis again.
 (:mod:`connex_async.margins`) and sends its scope's margin with every admission (``"N b T m s"``).
 Processes on different routes may disagree, and a budget shared with a process on a bad route must
 be spaced for that route: the script keeps, per scope, the widest margin any process sent in the
-last two to four periods (admitted or refused: a process that waits has requests in flight) (a windowed maximum in two slots of ``2T``, ``m1`` and ``m0``) and books
-every admission with it, so the margin in effect is never narrower than that of any process that
-admitted within ``2T``. That is long enough: the bound needs a margin only between admissions at
+last two to four periods (a windowed maximum in two slots of ``2T``, ``m1`` and ``m0``), with an
+admission or a refused one (a process that waits has requests in flight), and books every admission
+with it, so the margin in effect is never narrower than that of any process that asked within
+``2T``. That is long enough: the bound needs a margin only between admissions at
 most ``T + m <= 2T`` apart (margins are capped at ``T``). A widening pushes ``tat`` back by
 ``N (e' - e)``, exactly as the local bucket does (``limits.py``), from the margin the scope was last
 booked with (``me``), unless the scope has been idle for a window. The margin state lives in the
