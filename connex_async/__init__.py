@@ -31,7 +31,7 @@ from connex_async.errors import (
 from connex_async.jsonl import update_to_json
 from connex_async.limiter_backend import LimiterBackend
 from connex_async.limits import LimiterRegistry
-from connex_async.metrics import AttemptEvent, EndpointSnapshot, MetricsSnapshot
+from connex_async.metrics import AttemptEvent, EndpointSnapshot, MarginSnapshot, MetricsSnapshot, PathSnapshot
 from connex_async.poller import (
     AssetsUpdate,
     PollCancelledError,
@@ -71,7 +71,9 @@ __all__ = [
     "LimiterRegistry",
     "LimiterTimeoutError",
     "LimiterUnavailableError",
+    "MarginSnapshot",
     "MetricsSnapshot",
+    "PathSnapshot",
     "PermissionDeniedError",
     "PollCancelledError",
     "PollUpdate",
