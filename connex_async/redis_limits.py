@@ -33,7 +33,10 @@ with it, so the margin in effect is never narrower than that of any process that
 most ``T + m <= 2T`` apart (margins are capped at ``T``). A widening pushes ``tat`` back by
 ``N (e' - e)``, exactly as the local bucket does (``limits.py``), from the margin the scope was last
 booked with (``me``), unless the scope has been idle for a window. The margin state lives in the
-scope's hash and expires with it.
+scope's hash and expires with it. A widening reaches Redis with this process's next ask of the
+scope (its waiting head asks again within one refill interval): until then, other processes may
+book one admission at the old spacing. Processes still on the script before margins adapted book
+their own margin and take no part in this.
 
 **Late writes** are charged as locally (:mod:`connex_async.send_ticket`): the scope's ``tat`` moves
 back by the excess, so later admissions, in every process, keep the bound between write times.
