@@ -33,7 +33,7 @@ from connex_async.errors import (
 from connex_async.jsonl import update_to_json
 from connex_async.limiter_backend import LimiterBackend
 from connex_async.limits import LimiterRegistry
-from connex_async.metrics import AttemptEvent, EndpointSnapshot, MetricsSnapshot
+from connex_async.metrics import AttemptEvent, EndpointSnapshot, MarginSnapshot, MetricsSnapshot, PathSnapshot
 from connex_async.poller import (
     AssetsUpdate,
     PollCancelledError,
@@ -73,8 +73,10 @@ __all__ = [
     "LimiterRegistry",
     "LimiterTimeoutError",
     "LimiterUnavailableError",
+    "MarginSnapshot",
     "MetricsSnapshot",
     "PagingError",
+    "PathSnapshot",
     "PermissionDeniedError",
     "PollCancelledError",
     "PollUpdate",

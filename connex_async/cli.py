@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from connex_async import __version__
 from connex_async.cli_args import CommandParser, count, http_url, interval, port, positive_float
@@ -52,6 +52,9 @@ from connex_async.venues.connex.client import DEFAULT_BASE_URL as CONNEX_URL
 from connex_async.venues.connex.client import ConnexClient
 from connex_async.venues.zoomex.client import DEFAULT_BASE_URL as ZOOMEX_URL
 from connex_async.venues.zoomex.client import ZoomexClient
+
+if TYPE_CHECKING:
+    from connex_async.testing.network import Delay
 
 __all__ = ["PollOptions", "build_parser", "main", "run_demo", "run_poll", "update_to_json"]
 
@@ -119,6 +122,20 @@ def _summary(dashboard: Dashboard, metrics: MetricsSnapshot, elapsed: float, ext
     )
 
 
+def _margins(metrics: MetricsSnapshot) -> str:
+    """One line per host whose round trips widened a margin beyond its floor (nothing otherwise)."""
+    lines = []
+    for (venue, host), path in sorted(metrics.paths.items()):
+        wide = [m for m in path.margins if m.margin > m.floor]
+        if wide:
+            margins = ", ".join(f"{m.limit} {m.margin * 1000:.0f} ms ({m.utilization:.1%})" for m in wide)
+            lines.append(
+                f"margins: {venue} {host}: round trips {path.round_trip_low * 1000:.0f}-"
+                f"{path.round_trip_high * 1000:.0f} ms (1%-99%): {margins}\n"
+            )
+    return "".join(lines)
+
+
 async def run_demo(
     portfolios: int = 300,
     zoomex: int = 50,
@@ -126,14 +143,27 @@ async def run_demo(
     seed: int = 7,
     out: TextIO | None = None,
     fmt: str = "table",
+    *,
+    request_delay: Delay | None = None,
+    response_delay: Delay | None = None,
 ) -> int:
-    """Poll simulated sub-portfolios for ``duration`` s; print a summary; 0 iff no violation."""
+    """Poll simulated sub-portfolios for ``duration`` s; print a summary; 0 iff no violation.
+
+    ``request_delay`` / ``response_delay`` make the simulator a WAN away (the summary then shows the
+    margins the round trips widened).
+    """
     from connex_async.testing import SimulatedVenue  # noqa: PLC0415 - only the demo needs the simulator
 
     out = out or sys.stdout
     async with (
         SimulatedVenue(
-            connex_portfolios=portfolios, zoomex_accounts=zoomex, seed=seed, latency=0.002, jitter=0.01
+            connex_portfolios=portfolios,
+            zoomex_accounts=zoomex,
+            seed=seed,
+            latency=0.002,
+            jitter=0.01,
+            request_delay=request_delay,
+            response_delay=response_delay,
         ) as venue,
         SessionPool(connector_limit=100) as pool,
     ):
@@ -153,7 +183,7 @@ async def run_demo(
             dashboard.render(out, out.isatty(), metrics, title)
         summary = _summary(dashboard, metrics, elapsed, f", simulator violations {stats.violations}")
         stream = sys.stderr if fmt == "jsonl" else out
-        stream.write(f"\n{summary}\n")
+        stream.write(f"\n{summary}\n{_margins(metrics)}")
         stream.flush()
         return 0 if stats.violations == 0 else 1
 
@@ -287,6 +317,8 @@ def _verbosity(parser: argparse.ArgumentParser, dest: str) -> None:
 
 
 def _add_demo(sub: argparse._SubParsersAction[CommandParser]) -> None:
+    from connex_async.testing.cli import DELAY_HELP, delay_spec  # noqa: PLC0415 - keep startup light
+
     demo = sub.add_parser(
         "demo",
         help="poll simulated sub-portfolios (no credentials, no network)",
@@ -298,6 +330,13 @@ def _add_demo(sub: argparse._SubParsersAction[CommandParser]) -> None:
     demo.add_argument("--zoomex", type=count, default=50, help="Zoomex accounts (default 50)")
     demo.add_argument("--duration", type=positive_float, default=15.0, help="seconds to poll (default 15)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the simulated keys and data (default 7)")
+    demo.add_argument(
+        "--request-delay",
+        type=delay_spec,
+        metavar="SPEC",
+        help=f"simulate a WAN: the delay before each request arrives at the simulator: {DELAY_HELP}",
+    )
+    demo.add_argument("--response-delay", type=delay_spec, metavar="SPEC", help="the same before each answer leaves")
     demo.add_argument(
         "--format",
         choices=("table", "jsonl"),
@@ -398,7 +437,18 @@ def build_parser() -> CommandParser:
 def _run_demo(args: argparse.Namespace) -> int:
     if args.portfolios == 0 and args.zoomex == 0:
         args.parser.error("nothing to poll: --portfolios and --zoomex are both 0")
-    return asyncio.run(run_demo(args.portfolios, args.zoomex, args.duration, args.seed, sys.stdout, args.format))
+    return asyncio.run(
+        run_demo(
+            args.portfolios,
+            args.zoomex,
+            args.duration,
+            args.seed,
+            sys.stdout,
+            args.format,
+            request_delay=args.request_delay,
+            response_delay=args.response_delay,
+        )
+    )
 
 
 def _run_poll(args: argparse.Namespace) -> int:

@@ -12,6 +12,10 @@ or tell me how long to wait; hold nothing while I wait*. Plus the server's feedb
 (a 429 pauses a whole scope), circuits (a ban signal stops a whole host, with a half-open probe to
 find out early that it is over) and the late-write charge (:mod:`connex_async.send_ticket`).
 
+The backends also keep the round trips to each (venue, host) (:mod:`connex_async.margins`): the
+pool reports every answer's (:meth:`LimiterBackend.observe_round_trip`, through the send ticket),
+and each admission brings its adaptive scopes' margins up to date with them, before deciding.
+
 A circuit is half-open after ``probe_after`` seconds: the next admission of its host is the one
 probe (fleet-wide with Redis), every other request still fails fast. The probe's outcome closes
 the circuit (any answer that is not a ban signal), opens it again (a ban signal, the pause
@@ -23,6 +27,8 @@ from __future__ import annotations
 import abc
 from typing import Any, Final
 
+from connex_async.margins import Paths
+from connex_async.metrics import PathSnapshot
 from connex_async.rate_limit import RateLimit
 
 __all__ = ["ADMITTED", "PROBE", "CircuitKey", "LimiterBackend", "ScopeKey", "Verdict"]
@@ -75,7 +81,19 @@ class LimiterBackend(abc.ABC):
     """Where the pool takes its rate-limit slots (see the module docstring for the contract).
 
     Scope handles are opaque to the pool: it gets them from :meth:`scope` and hands them back.
+    A subclass calls ``super().__init__()`` (it creates :attr:`paths`, the round trips per host).
     """
+
+    def __init__(self) -> None:
+        self.paths = Paths()
+
+    def observe_round_trip(self, circuit: CircuitKey, seconds: float, now: float) -> None:
+        """An answer from ``circuit``'s host came ``seconds`` after the write, at ``now`` (``time.monotonic()``)."""
+        self.paths.get(circuit).observe(seconds, now)
+
+    def network_snapshot(self) -> dict[CircuitKey, PathSnapshot]:
+        """Round trips, spread and margins per (venue, host), for :meth:`Metrics.snapshot`."""
+        return self.paths.snapshot()
 
     @abc.abstractmethod
     def scope(self, key: ScopeKey, limit: RateLimit) -> Any:

@@ -10,6 +10,17 @@ instead, and why it holds, is derived in :mod:`connex_async.rate_limit`:
 :class:`WindowSafeLimiter` per scope (bucket, cooldown, late-write charge), host circuits
 (:mod:`connex_async.circuits`), and multi-scope admission in one synchronous step. Scopes that
 have drained are dropped (a drained bucket is a fresh one), so removed portfolios cost nothing.
+
+**Adaptive margins** (:mod:`connex_async.margins`) change a live bucket's rate and capacity
+(:meth:`WindowSafeLimiter.retune`). The tokens in it are time already booked: a level ``L`` at rate
+``r`` means the next ``L / r`` seconds are taken (GCRA's ``tat - now``), so a retune keeps that time
+and re-expresses it at the new rate: nothing is given back or lost by a narrowing. A widening must
+do more: the bound with the new margin ``m'`` holds for admissions made at the new interval
+``e'``, but up to N admissions before it were spaced by the old ``e`` only. Writing ``k`` for those
+among any N + 1 whose last comes after the change, the last comes at least
+``T + m' - k (e' - e)`` after the first; so the bucket is pushed back by ``N (e' - e)`` (``k <= N``)
+and every N + 1 admissions that end after the widening are at least ``T + m'`` apart, from the
+moment it widens. A scope with no admission in the last ``T + m'`` has nothing to push.
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import weakref
 from collections.abc import Hashable
 from functools import partial
 from itertools import count
@@ -27,6 +39,7 @@ from aiolimiter import AsyncLimiter
 from connex_async.circuits import CircuitTable
 from connex_async.errors import LimiterTimeoutError
 from connex_async.limiter_backend import ADMITTED, PROBE, CircuitKey, LimiterBackend, ScopeKey, Verdict
+from connex_async.margins import AdaptiveScope, follow_all
 from connex_async.rate_limit import RateLimit
 
 __all__ = ["LimiterRegistry", "RateLimit", "RefundableBucket", "WindowSafeLimiter"]
@@ -63,6 +76,22 @@ class RefundableBucket(AsyncLimiter):
         self._leak()
         self._level += seconds * self._rate_per_sec
 
+    def retune(self, capacity: float, rate: float, push: float) -> None:
+        """Refill at ``rate`` with ``capacity`` from now on: the time booked stays booked, plus ``push`` seconds.
+
+        The level is booked time times the rate (``limits`` module docstring), so it is drained at
+        the old rate first, converted to seconds, pushed, and converted back at the new rate. A
+        sleeping waiter's timer was set at the old rate: it is set again.
+        """
+        self._leak()
+        booked = self._level / self._rate_per_sec + push
+        self.max_rate = capacity
+        self.time_period = capacity / rate
+        self._rate_per_sec = rate
+        self._level = booked * rate
+        if self._waiters:
+            self._wake_next()
+
     def try_take(self) -> bool:
         """Take one token if there is capacity right now; never waits."""
         if not self.has_capacity():
@@ -76,17 +105,29 @@ class RefundableBucket(AsyncLimiter):
         self._wake_next()
 
 
-class WindowSafeLimiter:
+class WindowSafeLimiter(AdaptiveScope):
     """One limit scope (venue, limit group, endpoint): a window-safe bucket plus a cooldown.
 
     ``cool_down(until)`` is how server feedback wins: a 429 pauses the whole scope, not just the
     request that received it. Waiting is cancellation-safe: a cancelled waiter spends nothing.
+    ``limit`` is the configured limit; ``current`` the one in effect (its margin adapted: see the
+    module docstring and :class:`~connex_async.margins.AdaptiveScope`).
     """
 
-    __slots__ = ("_bucket", "_charged_until", "_cooldown_until", "_last_admitted", "_phased", "cooldowns", "limit")
+    __slots__ = (
+        "__weakref__",
+        "_bucket",
+        "_charged_until",
+        "_cooldown_until",
+        "_last_admitted",
+        "_phased",
+        "cooldowns",
+        "limit",
+    )
 
     def __init__(self, limit: RateLimit) -> None:
         self.limit = limit
+        self._init_margin(limit)
         self._bucket = self.new_bucket()
         self._cooldown_until = 0.0  # time.monotonic()
         self._charged_until = 0.0  # time.monotonic(): stalls up to here are already charged
@@ -98,6 +139,14 @@ class WindowSafeLimiter:
         """An aiolimiter bucket of ``limit.capacity`` draining at ``limit.refill_rate``."""
         return RefundableBucket(self.limit.capacity, self.limit.capacity / self.limit.refill_rate)
 
+    def retune(self, limit: RateLimit, *, wider: bool) -> None:
+        """Put ``limit`` (another margin) in effect at once; a widening pushes the bucket back by ``N (e' - e)``."""
+        old, self.current = self.current, limit
+        push = 0.0
+        if wider and time.monotonic() - self._last_admitted < limit.window:
+            push = limit.count * (limit.emission_interval - old.emission_interval)
+        self._bucket.retune(limit.capacity, limit.refill_rate, push)
+
     def committed(self) -> None:
         """The slot taken is used: a request goes out (called once every scope has admitted it)."""
         # Thousands of keys created together would refill in lockstep and reach the venue as one
@@ -107,7 +156,7 @@ class WindowSafeLimiter:
         self._last_admitted = time.monotonic()
         if not self._phased:
             self._phased = True
-            self._bucket.push_back(random.random() / self.limit.refill_rate)
+            self._bucket.push_back(random.random() / self.current.refill_rate)
 
     @property
     def cooldown_remaining(self) -> float:
@@ -144,7 +193,7 @@ class WindowSafeLimiter:
         bucket = self._bucket
         if bucket._waiters or self.cooldown_remaining > 0:
             return False
-        if time.monotonic() - self._last_admitted < self.limit.window + self.limit.slack:
+        if time.monotonic() - self._last_admitted < self.current.window + self.current.slack:
             return False
         try:
             return bucket.has_capacity(bucket.max_rate)  # level + capacity <= capacity: level is 0
@@ -177,26 +226,37 @@ class WindowSafeLimiter:
 
 
 class LimiterRegistry(LimiterBackend):
-    """The limiters of one pool, keyed by scope; the first configuration of a scope wins."""
+    """The limiters of one pool, keyed by scope; the first configuration of a scope wins.
 
-    __slots__ = ("_circuits", "_limiters", "_swept_at")
+    One scope, one limiter, always: a swept limiter that a request still holds (it got its handle
+    before waiting for a connection) is taken back when its scope is asked for again, never
+    duplicated. Two limiters for one key would be two budgets.
+    """
+
+    __slots__ = ("_circuits", "_limiters", "_swept", "_swept_at")
 
     #: Sweep drained scopes when the registry has grown by this factor since the last sweep
     #: (amortized O(1) per new scope; memory at most this factor above the live scopes).
     SWEEP_GROWTH = 1.5
 
     def __init__(self) -> None:
+        super().__init__()
         self._limiters: dict[Hashable, WindowSafeLimiter] = {}
+        #: Swept limiters, for as long as something still holds them (weakly: then they are gone).
+        self._swept: weakref.WeakValueDictionary[Hashable, WindowSafeLimiter] = weakref.WeakValueDictionary()
         self._circuits = CircuitTable()
         self._swept_at = 64
 
     def get(self, scope: Hashable, limit: RateLimit) -> WindowSafeLimiter:
-        """The limiter of ``scope``, created with ``limit`` on first use."""
+        """The limiter of ``scope``, created with ``limit`` on first use (or taken back, if swept but held)."""
         limiter = self._limiters.get(scope)
         if limiter is None:
-            if len(self._limiters) >= self._swept_at:
-                self.sweep()
-            limiter = self._limiters[scope] = WindowSafeLimiter(limit)
+            limiter = self._swept.pop(scope, None)
+            if limiter is None:
+                if len(self._limiters) >= self._swept_at:
+                    self.sweep()
+                limiter = WindowSafeLimiter(limit)
+            self._limiters[scope] = limiter
         return limiter
 
     def scope(self, key: ScopeKey, limit: RateLimit) -> WindowSafeLimiter:
@@ -210,16 +270,21 @@ class LimiterRegistry(LimiterBackend):
     def discard(self, scope: Hashable) -> None:
         """Forget a scope."""
         self._limiters.pop(scope, None)
+        self._swept.pop(scope, None)
 
     def sweep(self) -> int:
         """Drop every scope that has drained (it would admit exactly as a new one); return how many.
 
         A removed portfolio's scopes drain within one window of its last request and go at the
         next sweep; a scope shared by keys that are still polled never drains for long enough.
+        "Drained" cannot see a request that holds the limiter while it waits for a connection (a
+        fresh limiter, not admitted yet, looks drained too): such a limiter stays reachable, weakly,
+        and :meth:`get` takes it back. Started all at once, 1,000 keys x 3 callers behind 100
+        connections had 900 keys' limiters made twice or more, and 15,000 violations.
         """
         idle = [scope for scope, limiter in self._limiters.items() if limiter.drained]
         for scope in idle:
-            del self._limiters[scope]
+            self._swept[scope] = self._limiters.pop(scope)
         self._swept_at = max(64, int(len(self._limiters) * self.SWEEP_GROWTH))
         return len(idle)
 
@@ -236,6 +301,7 @@ class LimiterRegistry(LimiterBackend):
             if remaining is not None:
                 return Verdict(False, circuit_remaining=remaining)
             probe = self._circuits.is_probing(circuit)
+            follow_all(self.paths, scopes, circuit)
         if not self.try_acquire_all(scopes):
             if probe:
                 self._circuits.release_probe(circuit)  # type: ignore[arg-type]

@@ -1,7 +1,8 @@
 """Counters and latency distributions per venue and endpoint, with a hook for exporters.
 
 The SDK depends on no metrics library: :meth:`Metrics.subscribe` hands every attempt to a callback
-that can feed Prometheus or OpenTelemetry, and :meth:`Metrics.snapshot` gives a plain picture.
+that can feed Prometheus or OpenTelemetry, and :meth:`Metrics.snapshot` gives a plain picture,
+including the round trips to each (venue, host) and the margins they make (:mod:`connex_async.margins`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,16 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["AttemptEvent", "EndpointSnapshot", "Histogram", "HistogramSnapshot", "Metrics", "MetricsSnapshot"]
+__all__ = [
+    "AttemptEvent",
+    "EndpointSnapshot",
+    "Histogram",
+    "HistogramSnapshot",
+    "MarginSnapshot",
+    "Metrics",
+    "MetricsSnapshot",
+    "PathSnapshot",
+]
 
 logger = logging.getLogger("connex_async")
 
@@ -134,10 +144,44 @@ class EndpointSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class MarginSnapshot:
+    """The margin in effect for every scope of one limit through one host."""
+
+    limit: str
+    """The limit, e.g. ``"20/1s"`` (with ``burst``, a non-default margin or ``fixed`` when they apply)."""
+    floor: float
+    """The configured margin, seconds: the adaptive margin never goes below it."""
+    margin: float
+    """The margin in effect, seconds."""
+    utilization: float
+    """The sustained rate it allows, as a fraction of the nominal ``count / period``."""
+
+
+@dataclass(frozen=True, slots=True)
+class PathSnapshot:
+    """The round trips to one (venue, host), their spread and the margins it makes."""
+
+    samples: float
+    """Recent samples (weights decaying with a 10 s half-life: about the last 14 s' worth)."""
+    round_trip_low: float
+    """1st percentile of recent round trips, seconds."""
+    round_trip_high: float
+    """99th percentile."""
+    spread: float
+    """The published spread J (1st to 99th percentile) the margins follow."""
+    spread_max: float
+    """The published spread up to the slowest round trip of about the last 10 s (J_max)."""
+    margins: tuple[MarginSnapshot, ...] = ()
+    """One per distinct limit of the scopes admitted through this host."""
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsSnapshot:
-    """Per ``(venue, endpoint)`` snapshots plus grand totals."""
+    """Per ``(venue, endpoint)`` snapshots plus grand totals, and per ``(venue, host)`` round trips."""
 
     endpoints: dict[tuple[str, str], EndpointSnapshot]
+    paths: dict[tuple[str, str], PathSnapshot] = field(default_factory=dict)
+    """Round trips and margins per (venue, host) (:mod:`connex_async.margins`)."""
 
     @property
     def requests(self) -> int:
@@ -166,13 +210,14 @@ class MetricsSnapshot:
 
 
 class Metrics:
-    """Live counters of one pool."""
+    """Live counters of one pool; ``paths`` gives the round trips and margins (the limiter's) at snapshot time."""
 
-    __slots__ = ("_stats", "_subscribers")
+    __slots__ = ("_paths", "_stats", "_subscribers")
 
-    def __init__(self) -> None:
+    def __init__(self, paths: Callable[[], dict[tuple[str, str], PathSnapshot]] | None = None) -> None:
         self._stats: dict[tuple[str, str], _EndpointStats] = {}
         self._subscribers: list[Callable[[AttemptEvent], None]] = []
+        self._paths = paths
 
     def subscribe(self, callback: Callable[[AttemptEvent], None]) -> Callable[[], None]:
         """Call ``callback`` after every attempt; returns a function that unsubscribes."""
@@ -233,5 +278,6 @@ class Metrics:
                     limiter_wait=s.limiter_wait.snapshot(),
                 )
                 for key, s in self._stats.items()
-            }
+            },
+            self._paths() if self._paths is not None else {},
         )

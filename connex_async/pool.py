@@ -58,7 +58,7 @@ from connex_async.metrics import AttemptEvent, Metrics
 from connex_async.rate_limit import RateLimit
 from connex_async.redaction import scrubbed
 from connex_async.retry import RetryPolicy
-from connex_async.send_ticket import DatedRequest, SendTicket, StaleAdmission, sending
+from connex_async.send_ticket import DatedRequest, DatedResponse, SendTicket, StaleAdmission, sending
 from connex_async.signing import ParamValue, SignedRequest, encode_query, normalize_params
 from connex_async.venues.base import Endpoint, RawResponse, Venue
 
@@ -237,7 +237,7 @@ class SessionPool:
         self.limiter: LimiterBackend = limiter if limiter is not None else LimiterRegistry()
         self.circuit_probe_after = circuit_probe_after
         self.deadline = deadline
-        self.metrics = Metrics()
+        self.metrics = Metrics(paths=self.limiter.network_snapshot)
         self._session: aiohttp.ClientSession | None = None
         self._clock_offsets: dict[tuple[str, str], float] = {}
         self._clock_locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -261,6 +261,7 @@ class SessionPool:
                 headers={"User-Agent": self.user_agent},
                 raise_for_status=False,
                 request_class=DatedRequest,
+                response_class=DatedResponse,  # dates the answer: round trips for the adaptive margins
                 auto_decompress=True,
                 # Many keys share this session: one jar would send a cookie set on key A's answer
                 # with key B's requests. Both venues authenticate every request by its headers,
@@ -369,7 +370,7 @@ class SessionPool:
                     await self._first_clock_sync(venue, base_url)
                 budget.stage = "waiting for a connection and a rate-limit slot"
                 waited, asked_at, probe = await self._admit(scopes, circuit, venue, endpoint, label)
-                ticket = SendTicket(self.limiter, scopes, asked_at, stale_after) if scopes else None
+                ticket = SendTicket(self.limiter, scopes, asked_at, stale_after, circuit) if scopes else None
                 try:
                     signed = self._sign(venue, base_url, params, credentials if endpoint.signed else None)
                     budget.stage, budget.attempts = "waiting for the venue's answer", attempt

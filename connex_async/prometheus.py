@@ -15,26 +15,35 @@ and :meth:`Poller.stats() <connex_async.poller.Poller.stats>` when Prometheus sc
 event loop that owns them: no lock, no thread, no work per request. Histogram buckets are the pool's
 own (powers of two from 0.1 ms to 105 s), so their counts are exact. Labels are ``venue``,
 ``endpoint`` and, for errors, ``error`` (the class name): never a portfolio label, so a fleet of
-10,000 keys does not make 10,000 series.
+10,000 keys does not make 10,000 series. Round trips and margins (:mod:`connex_async.margins`) are
+per ``venue`` and ``host``, margins also per distinct ``limit``: every key of one limit through one
+host has the same margin, so they are one series.
 
-========================================  =========  ==============================================
-metric                                    type       what
-========================================  =========  ==============================================
-``connex_async_requests_total``           counter    HTTP attempts, retries included
-``connex_async_request_errors_total``     counter    failed attempts, by ``error`` class
-``connex_async_retries_total``            counter    attempts that were retries
-``connex_async_cooldowns_total``          counter    rate-limit cooldowns imposed by the venue
-``connex_async_late_sends_total``         counter    attempts written late after admission (charged)
-``connex_async_send_lag_max_seconds``     gauge      the longest such admission-to-write delay
-``connex_async_request_latency_seconds``  histogram  HTTP latency of each attempt
-``connex_async_limiter_wait_seconds``     histogram  wait for the rate-limit slots of each attempt
-``connex_async_staleness_seconds``        gauge      age of the newest data per ``endpoint``, by
-                                                     ``quantile`` over portfolios (0.5, 0.99, 1 = max)
-``connex_async_polls_total``              counter    polls ended (``outcome``: ok / error)
-``connex_async_updates_superseded_total`` counter    updates replaced before the consumer read them
-``connex_async_portfolios``               gauge      portfolios polled
-``connex_async_quarantined_portfolios``   gauge      portfolios dropped after repeated auth failures
-========================================  =========  ==============================================
+==========================================  =========  ====================================================
+metric                                      type       what
+==========================================  =========  ====================================================
+``connex_async_requests_total``             counter    HTTP attempts, retries included
+``connex_async_request_errors_total``       counter    failed attempts, by ``error`` class
+``connex_async_retries_total``              counter    attempts that were retries
+``connex_async_cooldowns_total``            counter    rate-limit cooldowns imposed by the venue
+``connex_async_late_sends_total``           counter    attempts written late after admission (charged)
+``connex_async_send_lag_max_seconds``       gauge      the longest such admission-to-write delay
+``connex_async_request_latency_seconds``    histogram  HTTP latency of each attempt
+``connex_async_limiter_wait_seconds``       histogram  wait for the rate-limit slots of each attempt
+``connex_async_round_trip_seconds``         gauge      recent round trips (write to headers) per ``venue``,
+                                                       ``host``, by ``quantile`` (0.01, 0.99)
+``connex_async_round_trip_spread_seconds``  gauge      their spread, ``kind``: ``p1_p99`` (J) or ``max``
+                                                       (to the slowest of the last ~10 s: J_max)
+``connex_async_limit_margin_seconds``       gauge      margin per ``venue``, ``host`` and ``limit`` (e.g.
+                                                       ``20/1s``), ``kind``: ``current`` or ``floor``
+``connex_async_limit_utilization_ratio``    gauge      the rate the current margin allows, of nominal
+``connex_async_staleness_seconds``          gauge      age of the newest data per ``endpoint``, by
+                                                       ``quantile`` over portfolios (0.5, 0.99, 1 = max)
+``connex_async_polls_total``                counter    polls ended (``outcome``: ok / error)
+``connex_async_updates_superseded_total``   counter    updates replaced before the consumer read them
+``connex_async_portfolios``                 gauge      portfolios polled
+``connex_async_quarantined_portfolios``     gauge      portfolios dropped after repeated auth failures
+==========================================  =========  ====================================================
 """
 
 from __future__ import annotations
@@ -44,7 +53,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from connex_async.metrics import HistogramSnapshot
+from connex_async.metrics import HistogramSnapshot, MetricsSnapshot
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -105,7 +114,8 @@ class _Collector:
         wait = HistogramMetricFamily(
             f"{p}_limiter_wait_seconds", "Wait for the rate-limit slots of each attempt.", labels=labels
         )
-        for (venue, endpoint), e in sorted(self.pool.metrics.snapshot().endpoints.items()):
+        snapshot = self.pool.metrics.snapshot()
+        for (venue, endpoint), e in sorted(snapshot.endpoints.items()):
             key = [venue, endpoint]
             requests.add_metric(key, e.requests)
             for error, n in sorted(e.errors.items()):
@@ -116,7 +126,40 @@ class _Collector:
             lag.add_metric(key, e.send_lag_max)
             latency.add_metric(key, _buckets(e.latency), e.latency.total)
             wait.add_metric(key, _buckets(e.limiter_wait), e.limiter_wait.total)
-        return (requests, errors, retries, cooldowns, late, lag, latency, wait)
+        return (requests, errors, retries, cooldowns, late, lag, latency, wait, *self._path_metrics(snapshot))
+
+    def _path_metrics(self, snapshot: MetricsSnapshot) -> Iterable[Metric]:
+        from prometheus_client.core import GaugeMetricFamily  # noqa: PLC0415 - optional extra
+
+        p, where = self.prefix, ["venue", "host"]
+        round_trip = GaugeMetricFamily(
+            f"{p}_round_trip_seconds", "Recent round trips, write to headers.", labels=[*where, "quantile"]
+        )
+        spread = GaugeMetricFamily(
+            f"{p}_round_trip_spread_seconds",
+            "Spread of recent round trips: p1_p99 (J) or max (to the slowest of ~10 s, J_max).",
+            labels=[*where, "kind"],
+        )
+        margin = GaugeMetricFamily(
+            f"{p}_limit_margin_seconds",
+            "Rate-limit margin per limit through a host: current (adapted to the round trips) or floor.",
+            labels=[*where, "limit", "kind"],
+        )
+        utilization = GaugeMetricFamily(
+            f"{p}_limit_utilization_ratio",
+            "Sustained rate the current margin allows, as a fraction of the limit's nominal rate.",
+            labels=[*where, "limit"],
+        )
+        for (venue, host), path in sorted(snapshot.paths.items()):
+            round_trip.add_metric([venue, host, "0.01"], path.round_trip_low)
+            round_trip.add_metric([venue, host, "0.99"], path.round_trip_high)
+            spread.add_metric([venue, host, "p1_p99"], path.spread)
+            spread.add_metric([venue, host, "max"], path.spread_max)
+            for m in path.margins:
+                margin.add_metric([venue, host, m.limit, "current"], m.margin)
+                margin.add_metric([venue, host, m.limit, "floor"], m.floor)
+                utilization.add_metric([venue, host, m.limit], m.utilization)
+        return (round_trip, spread, margin, utilization)
 
     def _poller_metrics(self, poller: Poller) -> Iterable[Metric]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily  # noqa: PLC0415

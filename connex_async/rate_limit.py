@@ -43,6 +43,28 @@ Late writes. The bound is between admissions; the margin covers what happens aft
 is written long after its admission (a garbage-collector pass between the two) is charged the
 excess (see :mod:`connex_async.send_ticket`), so the bound holds between write times.
 
+Adaptive margin. The margin must cover how much two requests' delays to the venue differ, and over
+a WAN that is more than any fixed default: routes to another continent jitter by tens of
+milliseconds and spike past 100 ms. Unless ``adaptive=False``, the backends widen each scope's
+margin to what the round trips to its host show (:mod:`connex_async.margins` measures them per
+venue and host): ``J``, the spread of all but the fastest and the slowest 1% of recent round trips,
+and ``J_max``, the spread up to the slowest of about the last 10 s. Either margin keeps the bound:
+
+- ``m >= J_max``: the delays of all requests differ by less than ``m``, the condition above.
+- ``m >= J + e``, with ``e = (T + m + s) / n`` the refill interval (``n = N + 1 - b``): the delays
+  of all requests but one straggler per window (however late it is) differ by at most ``J``. Any N
+  admissions are at least ``T + m - e`` apart (the bound above with one admission fewer), so the N
+  others of a window's N + 1 arrivals would arrive more than ``T + m - e - J >= T`` apart: no
+  window ``(t - T, t]`` holds them all. Solved for m: ``m >= (n J + T + s) / (n - 1)``.
+
+So the margin is ``max(margin, min(J_max, (n J + T + s) / (n - 1), T))`` (:meth:`RateLimit.margin_for`):
+the configured margin stays the floor, and beyond one whole period the path is broken rather than
+jittery. It is paid for in the utilization formula above: at 20 / 1 s, 0-120 ms of jitter and rare
+250 ms spikes (``J`` = 120 ms, ``J_max`` = 370 ms) give a margin of 179 ms and 84.6% of nominal
+(89.0% without the spikes: ``J_max`` = 120 ms); the Zoomex host limit (600 / 5 s) needs only
+``J`` + 8 ms = 129 ms there, 96.5% (97.1% at its floor); ConneX positions (300 / 60 s) keep their
+1.2 s floor. On loopback ``J_max`` stays under the floor and nothing changes.
+
 Where the bucket lives is the backend's business (:mod:`connex_async.limiter_backend`): aiolimiter
 in this process (:mod:`connex_async.limits`) or the same bucket as GCRA in Redis
 (:mod:`connex_async.redis_limits`), whose emission interval ``1 / r`` and tolerance ``(b - 1 + s*r) / r``
@@ -51,9 +73,9 @@ are :attr:`RateLimit.emission_interval` and :attr:`RateLimit.tolerance`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-__all__ = ["RateLimit"]
+__all__ = ["RateLimit", "default_margin"]
 
 DEFAULT_MARGIN = 0.025
 #: ... or this fraction of the period, if larger: long windows see more of the venue's own queueing.
@@ -66,6 +88,11 @@ DEFAULT_SLACK = 0.003
 MAX_SLACK_FRACTION = 0.01
 
 
+def default_margin(period: float) -> float:
+    """The default margin of a limit over ``period`` seconds: 25 ms or 2% of it, whichever is larger."""
+    return max(DEFAULT_MARGIN, DEFAULT_MARGIN_FRACTION * period)
+
+
 @dataclass(frozen=True, slots=True)
 class RateLimit:
     """At most ``count`` requests in any window of ``period`` seconds, as the venue counts them.
@@ -73,8 +100,9 @@ class RateLimit:
     ``burst`` is how many requests may go back to back after an idle spell; ``margin`` (seconds)
     absorbs network and scheduling jitter between requests (default: 25 ms or 2% of the period,
     whichever is larger); ``slack`` (seconds) of event-loop lateness per admission is not lost
-    (default: 0.1 ms per request of the limit, within 3 ms and 1% of the period).
-    See the module docstring for the derivation.
+    (default: 0.1 ms per request of the limit, within 3 ms and 1% of the period). ``adaptive``
+    lets the margin widen beyond ``margin`` (then the floor) to what the round trips to the host
+    show; ``adaptive=False`` keeps it fixed. See the module docstring for the derivation.
     """
 
     count: int
@@ -82,6 +110,7 @@ class RateLimit:
     burst: int = 1
     margin: float = None  # type: ignore[assignment]  # resolved in __post_init__
     slack: float = None  # type: ignore[assignment]  # resolved in __post_init__
+    adaptive: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.count, int) or self.count < 1:
@@ -91,7 +120,7 @@ class RateLimit:
         if not 1 <= self.burst <= self.count:
             raise ValueError(f"RateLimit.burst must be in 1..count ({self.count}), got {self.burst!r}")
         if self.margin is None:
-            object.__setattr__(self, "margin", max(DEFAULT_MARGIN, DEFAULT_MARGIN_FRACTION * self.period))
+            object.__setattr__(self, "margin", default_margin(self.period))
         if self.slack is None:
             deep = min(SLACK_PER_REQUEST * self.count, MAX_SLACK_FRACTION * self.period)
             object.__setattr__(self, "slack", max(DEFAULT_SLACK, deep))
@@ -99,6 +128,24 @@ class RateLimit:
             raise ValueError(f"RateLimit.margin must be >= 0 seconds, got {self.margin!r}")
         if not self.slack >= 0:
             raise ValueError(f"RateLimit.slack must be >= 0 seconds, got {self.slack!r}")
+
+    def margin_for(self, spread: float, spread_max: float) -> float:
+        """The margin for round trips whose spread is ``spread`` (J: 1%..99%) and ``spread_max`` (J_max).
+
+        ``max(margin, min(spread_max, (n * spread + T + s) / (n - 1), T))`` with ``n = count + 1 - burst``
+        (module docstring, "Adaptive margin"); ``margin`` itself if the limit is not adaptive.
+        """
+        if not self.adaptive:
+            return self.margin
+        need = spread_max
+        n = self.count + 1 - self.burst
+        if n > 1:  # one admission per window: no straggler can be left out
+            need = min(need, (n * spread + self.period + self.slack) / (n - 1))
+        return max(self.margin, min(need, self.period))
+
+    def with_margin(self, margin: float) -> RateLimit:
+        """The same limit with ``margin`` (an adaptive scope's limit in effect)."""
+        return self if margin == self.margin else replace(self, margin=margin)
 
     @property
     def refill_rate(self) -> float:

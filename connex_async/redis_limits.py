@@ -22,6 +22,22 @@ loop tick go to Redis as one batch (one EVALSHA, at most one in flight per proce
 blocked by the same scope wait behind one timer per process (:class:`_Gate`) instead of each
 asking Redis again.
 
+**Adaptive margins, the widest wins.** Each process measures its own round trips
+(:mod:`connex_async.margins`) and sends its scope's margin with every admission (``"N b T m s"``).
+Processes on different routes may disagree, and a budget shared with a process on a bad route must
+be spaced for that route: the script keeps, per scope, the widest margin any process sent in the
+last two to four periods (a windowed maximum in two slots of ``2T``, ``m1`` and ``m0``), with an
+admission or a refused one (a process that waits has requests in flight), and books every admission
+with it, so the margin in effect is never narrower than that of any process that asked within
+``2T``. That is long enough: the bound needs a margin only between admissions at
+most ``T + m <= 2T`` apart (margins are capped at ``T``). A widening pushes ``tat`` back by
+``N (e' - e)``, exactly as the local bucket does (``limits.py``), from the margin the scope was last
+booked with (``me``), unless the scope has been idle for a window. The margin state lives in the
+scope's hash and expires with it. A widening reaches Redis with this process's next ask of the
+scope (its waiting head asks again within one refill interval): until then, other processes may
+book one admission at the old spacing. Processes still on the script before margins adapted book
+their own margin and take no part in this.
+
 **Late writes** are charged as locally (:mod:`connex_async.send_ticket`): the scope's ``tat`` moves
 back by the excess, so later admissions, in every process, keep the bound between write times.
 The charge cannot take back what other processes were granted meanwhile; it does not need to: the
@@ -50,6 +66,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from connex_async.errors import LimiterTimeoutError, LimiterUnavailableError
 from connex_async.limiter_backend import ADMITTED, PROBE, CircuitKey, LimiterBackend, ScopeKey, Verdict
+from connex_async.margins import AdaptiveScope, follow_all
 from connex_async.rate_limit import RateLimit
 from connex_async.redis_connection import (
     RedisUnavailableError,
@@ -86,8 +103,8 @@ def key_prefix(namespace: str) -> str:
     """The prefix of every limiter key of ``namespace``: ``{ns}`` (a hash tag: one cluster slot).
 
     ``{ns}:epoch`` (hash: id, born, run), ``{ns}:s:<venue>:<group>:<endpoint>`` (a scope: tat, cool,
-    in microseconds of Redis TIME), ``{ns}:c:<venue>:<egress id>:<host>`` (a circuit: until,
-    probe_at, probing, pause).
+    in microseconds of Redis TIME; me, m1, m0, mp: its adaptive margin), ``{ns}:c:<venue>:<egress
+    id>:<host>`` (a circuit: until, probe_at, probing, pause).
     """
     return f"{{{namespace}}}"
 
@@ -120,21 +137,36 @@ class _Gate:
                 return
 
 
-class RedisScope:
-    """This process's handle of one shared scope: its key, its limit, its local charge mark."""
+def _params(limit: RateLimit) -> bytes:
+    """``"N b T m s"`` as the script reads them (microseconds)."""
+    return (
+        f"{limit.count} {limit.burst} {round(limit.period * _US)} {round(limit.margin * _US)} "
+        f"{round(limit.slack * _US)}"
+    ).encode()
+
+
+class RedisScope(AdaptiveScope):
+    """This process's handle of one shared scope: its key, its limit, its local charge mark.
+
+    ``limit`` is the configured limit, ``current`` the one in effect here (its margin adapted to
+    this process's round trips); the script books the widest margin any process sends.
+    """
 
     __slots__ = ("charged_until", "gate", "key", "limit", "params")
 
     def __init__(self, key: str, limit: RateLimit) -> None:
         self.key = key
         self.limit = limit
-        #: "N b T m s" as the script reads them (microseconds), encoded once.
-        self.params = (
-            f"{limit.count} {limit.burst} {round(limit.period * _US)} {round(limit.margin * _US)} "
-            f"{round(limit.slack * _US)}"
-        ).encode()
+        self._init_margin(limit)
+        #: The parameters of ``current``, encoded once per margin.
+        self.params = _params(limit)
         self.charged_until = 0.0  # time.monotonic(): stalls up to here are charged already
         self.gate: _Gate | None = None
+
+    def retune(self, limit: RateLimit, *, wider: bool) -> None:
+        """Send ``limit``'s margin from the next admission on (the script pushes ``tat`` if it widens)."""
+        self.current = limit
+        self.params = _params(limit)
 
     def __repr__(self) -> str:
         return f"RedisScope({self.key!r}, {self.limit.count}/{self.limit.period}s)"
@@ -178,6 +210,7 @@ class RedisLimiter(LimiterBackend):
         for name, value in (("namespace", namespace), ("egress_id", egress_id)):
             if not value or any(c in value for c in "{}:") or not value.isprintable() or " " in value:
                 raise ValueError(f"{name} must be printable text without spaces, braces or colons, got {value!r}")
+        super().__init__()
         self.url = url
         self.namespace = namespace
         self.egress_id = egress_id
@@ -279,7 +312,10 @@ class RedisLimiter(LimiterBackend):
         if time.monotonic() < self._down_until:
             raise LimiterUnavailableError(f"Redis limiter unavailable: {self._down_reason}")
         future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
-        key = None if circuit is None else self._circuit_key(circuit)
+        key = None
+        if circuit is not None:
+            key = self._circuit_key(circuit)
+            follow_all(self.paths, scopes, circuit)
         self._enqueue(_Admission(scopes, key, future))
         verdict = await future
         if verdict.admitted:

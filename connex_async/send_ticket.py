@@ -25,6 +25,10 @@ with all of them, which no later charge undoes. So a shared backend sets ``stale
 tightest scope's window): a request about to be written later than that is not written at all
 (:class:`StaleAdmission`) and the pool asks for a new admission. Up to it, the charge keeps any N+1
 writes at least ``T + m`` apart, less the slack and the allowance (``redis_limits.py``).
+
+The ticket also dates the answer (:class:`DatedResponse`: status line and headers parsed) and hands
+the round trip from the write to it to the limiter backend, whose adaptive margins follow the
+spread of those round trips per (venue, host) (:mod:`connex_async.margins`).
 """
 
 from __future__ import annotations
@@ -36,9 +40,10 @@ from typing import Any
 import aiohttp
 from aiohttp.connector import Connection
 
-from connex_async.limiter_backend import LimiterBackend
+from connex_async.limiter_backend import CircuitKey, LimiterBackend
+from connex_async.margins import COLLECTIONS
 
-__all__ = ["LATE_SEND_ALLOWANCE", "DatedRequest", "SendTicket", "StaleAdmission", "sending"]
+__all__ = ["LATE_SEND_ALLOWANCE", "DatedRequest", "DatedResponse", "SendTicket", "StaleAdmission", "sending"]
 
 #: Lateness up to this many seconds is left to the margin (default 25 ms); only the excess is
 #: charged. Charging every request its usual 0.1-1 ms would cost up to 2% of a 20/s limit.
@@ -50,17 +55,24 @@ class StaleAdmission(Exception):  # a signal between the request and the pool, n
 
 
 class SendTicket:
-    """One admitted attempt on its way to the socket, and the scopes that admitted it."""
+    """One admitted attempt on its way to the socket, the scopes that admitted it and its host (``circuit``)."""
 
-    __slots__ = ("admitted_at", "backend", "lag", "scopes", "stale_after")
+    __slots__ = ("admitted_at", "backend", "circuit", "collections", "lag", "scopes", "stale_after")
 
     def __init__(
-        self, backend: LimiterBackend, scopes: tuple[Any, ...], admitted_at: float, stale_after: float | None = None
+        self,
+        backend: LimiterBackend,
+        scopes: tuple[Any, ...],
+        admitted_at: float,
+        stale_after: float | None = None,
+        circuit: CircuitKey | None = None,
     ) -> None:
         self.admitted_at = admitted_at  # time.monotonic()
         self.backend = backend
         self.scopes = scopes
         self.stale_after = stale_after
+        self.circuit = circuit
+        self.collections = 0  # long garbage collections so far, at the write
         self.lag: float | None = None  # seconds from admission to write, once written
 
     def check_fresh(self) -> None:
@@ -76,8 +88,20 @@ class SendTicket:
             return
         now = time.monotonic()
         self.lag = now - self.admitted_at
+        self.collections = COLLECTIONS.long
         if self.lag > LATE_SEND_ALLOWANCE:
             self.backend.charge_stall(self.scopes, self.admitted_at + LATE_SEND_ALLOWANCE, now)
+
+    def answered(self) -> None:
+        """The answer's headers are in: report the round trip since the write (once) to the backend.
+
+        Not if a long garbage collection ran meanwhile: that pause would be in it (``margins``).
+        """
+        if self.lag is None or self.circuit is None or self.collections != COLLECTIONS.long:
+            return  # not written through DatedRequest (a mocked session), reported, or paused
+        now = time.monotonic()
+        self.backend.observe_round_trip(self.circuit, now - self.admitted_at - self.lag, now)
+        self.circuit = None
 
     @property
     def late(self) -> bool:
@@ -105,4 +129,20 @@ class DatedRequest(aiohttp.ClientRequest):
         response = await super().send(conn)
         if ticket is not None:
             ticket.written()
+        return response
+
+
+class DatedResponse(aiohttp.ClientResponse):
+    """aiohttp's response, telling the current ticket when its status line and headers are in.
+
+    From the write to here is the round trip the margins follow: the body's transfer, which grows
+    with the payload and not with the route, is left out. ``ClientResponse.start`` returns once the
+    headers are parsed (aiohttp 3.9-3.14); it runs in the caller's task, under its ticket.
+    """
+
+    async def start(self, connection: Connection) -> aiohttp.ClientResponse:
+        response = await super().start(connection)
+        ticket = sending.get()
+        if ticket is not None:
+            ticket.answered()
         return response

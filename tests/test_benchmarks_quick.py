@@ -123,7 +123,11 @@ def test_pipeline_rows(name: str, quick_results: dict[str, Any]) -> None:
 @only("limiter")
 def test_limiter_rows(name: str, quick_results: dict[str, Any]) -> None:
     rows = quick_results["results"]["limiter"]["rows"]
-    assert {r["variant"] for r in rows} >= {"ours", "ours_uncharged", "raw_aiolimiter", "capacity1"}
+    assert {r["variant"] for r in rows} >= {"ours", "ours_fixed", "ours_uncharged", "raw_aiolimiter", "capacity1"}
+    wan = {r["variant"]: r for r in rows if r["config"].startswith("WAN jitter")}
+    assert set(wan) == {"ours", "ours_fixed"}
+    assert wan["ours_fixed"]["margin_reached_ms"] == 25.0
+    assert wan["ours"]["margin_reached_ms"] > 25.0  # the WAN's round trips widened it
     for row in rows:
         assert isinstance(row["violations"], int) and row["violations"] >= 0
         if row["variant"] == "ours":  # the baselines' violations are the point of them; ours: none

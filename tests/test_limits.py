@@ -162,3 +162,24 @@ async def test_requests_stalled_by_the_same_pause_share_one_charge() -> None:
     started = time.monotonic()
     await limiter.acquire()
     assert 0.35 <= time.monotonic() - started <= 0.7  # one 0.4 s charge, not 0.9 s of them
+
+
+async def test_a_swept_limiter_that_a_request_still_holds_is_taken_back_not_made_twice() -> None:
+    # A request gets its scope's limiter, then waits for a connection; meanwhile the registry grows
+    # and sweeps: a limiter not admitted through yet looks drained. Asked for again, the scope must
+    # be the same limiter, or the key would have two budgets.
+    registry = LimiterRegistry()
+    limit = RateLimit(5, 5.0)
+    held = registry.get("key:held", limit)
+    for i in range(200):  # grows past the sweep threshold: the held scope is swept
+        registry.get(f"key:{i}", limit)
+    assert registry.find("key:held") is None
+    assert registry.get("key:held", limit) is held
+    assert held.try_acquire()
+    held.committed()
+    assert not registry.get("key:held", limit).try_acquire()  # one budget: the next must wait
+    # Nobody holds a swept limiter any more: it is gone, and a new one starts fresh.
+    registry.sweep()
+    gone = registry.find("key:0")
+    assert gone is None and "key:0" not in registry._swept
+    del held

@@ -11,9 +11,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from venue_checks import FAST_RETRY
 
-from connex_async import BaseClient, ConnexClient, Poller, SessionPool, ZoomexClient
+from connex_async import BaseClient, ConnexClient, Poller, RateLimit, SessionPool, ZoomexClient
 from connex_async.prometheus import PrometheusExporter
 from connex_async.testing import SimulatedVenue
+from connex_async.testing.network import Delay, Route
 
 
 def samples(text: str) -> dict[str, list[Sample]]:
@@ -67,6 +68,43 @@ async def test_every_series_matches_the_pool_and_the_poller() -> None:
     for family in ("connex_async_cooldowns", "connex_async_late_sends", "connex_async_send_lag_max_seconds"):
         assert found[family], family
     assert "cx-0001" not in text  # no per-portfolio series
+
+
+async def test_round_trips_and_margins_per_host_and_limit_not_per_key() -> None:
+    wan = Route(request=Delay(jitter=0.12), response=Delay(jitter=0.01))
+    async with (
+        SimulatedVenue(connex_portfolios=30, zoomex_accounts=0, seed=2, routes={"wan": wan}) as venue,
+        SessionPool() as pool,
+    ):
+        clients = [ConnexClient(c, base_url=venue.route_url("wan"), pool=pool) for c in venue.connex_credentials]
+        clients.append(ConnexClient(venue.connex_credentials[0], base_url=venue.base_url, pool=pool))
+        for _ in range(2):
+            await asyncio.gather(*(c.get_assets() for c in clients))
+        text = PrometheusExporter(pool).text()
+        snapshot = pool.metrics.snapshot()
+        wan_host, loopback = venue.route_url("wan")[7:], venue.base_url[7:]
+    found = samples(text)
+    where = {"venue": "connex", "host": wan_host}
+    path = snapshot.paths[("connex", wan_host)]
+    margins = {
+        (s.labels["host"], s.labels["limit"], s.labels["kind"]): s.value
+        for s in found["connex_async_limit_margin_seconds"]
+    }
+    # 30 keys through the WAN, one of them also on loopback: one series per host and limit, widened.
+    # The key on both follows the wider host, so no scope follows loopback's margin: only its round trips.
+    assert set(margins) == {(wan_host, "20/1s", "current"), (wan_host, "20/1s", "floor")}
+    assert margins[wan_host, "20/1s", "current"] == path.margins[0].margin > 0.05
+    assert margins[wan_host, "20/1s", "floor"] == 0.025
+    hosts = {s.labels["host"] for s in found["connex_async_round_trip_seconds"]}
+    assert hosts == {wan_host, loopback}
+    family = "connex_async_round_trip_spread_seconds"
+    assert value(found, family, family, **where, kind="max") == path.spread_max
+    high = value(found, "connex_async_round_trip_seconds", "connex_async_round_trip_seconds", **where, quantile="0.99")
+    assert 0.05 < high <= 0.14
+    utilization = value(
+        found, "connex_async_limit_utilization_ratio", "connex_async_limit_utilization_ratio", **where, limit="20/1s"
+    )
+    assert utilization == pytest.approx(RateLimit(20, 1.0).with_margin(path.margins[0].margin).utilization)
 
 
 async def test_start_serves_metrics_on_the_running_loop_and_stop_frees_the_port() -> None:

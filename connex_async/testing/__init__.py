@@ -14,6 +14,7 @@
 The simulator verifies signatures with its own implementation of the documented algorithms (never the
 client's signer), counts every arrival in strict sliding windows per (venue, endpoint, key) plus the
 Zoomex host-wide window, and reports violations in :meth:`SimulatedVenue.stats` and ``GET /_sim/stats``.
+A WAN: ``SimulatedVenue(request_delay=Delay.parse("0-120ms,250ms@0.5%"))`` (:mod:`connex_async.testing.network`).
 
 With pytest, the ``simulated_venue`` fixture gives a started venue (``pip install
 'connex-async[testing]'``; see :mod:`connex_async.testing.pytest_plugin`).
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from connex_async.testing.faults import FAULT_KINDS, Fault
+    from connex_async.testing.network import Delay, Route
     from connex_async.testing.pytest_plugin import VenueFactory
     from connex_async.testing.redis_server import RedisServer
     from connex_async.testing.server import DEFAULT_LIMITS, SimulatedVenue
@@ -40,10 +42,12 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_LIMITS",
     "FAULT_KINDS",
+    "Delay",
     "EndpointStats",
     "Fault",
     "Limit",
     "RedisServer",
+    "Route",
     "SimLimits",
     "SimulatedVenue",
     "SlidingWindow",
@@ -59,6 +63,8 @@ _WHERE = {
     "RedisServer": ("redis_server", "RedisServer"),
     "FAULT_KINDS": ("faults", "FAULT_KINDS"),
     "Fault": ("faults", "Fault"),
+    "Delay": ("network", "Delay"),
+    "Route": ("network", "Route"),
     "EndpointStats": ("stats", "EndpointStats"),
     "VenueStats": ("stats", "VenueStats"),
     "Limit": ("window", "Limit"),

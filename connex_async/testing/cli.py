@@ -18,9 +18,34 @@ from typing import TYPE_CHECKING
 from connex_async.cli_args import CommandParser, count, non_negative_float, port
 
 if TYPE_CHECKING:
+    from connex_async.testing.network import Delay
     from connex_async.testing.server import SimulatedVenue
 
-__all__ = ["add_serve_arguments", "build_parser", "run_serve", "serve_forever", "serve_main", "write_credentials"]
+__all__ = [
+    "DELAY_HELP",
+    "add_serve_arguments",
+    "build_parser",
+    "delay_spec",
+    "run_serve",
+    "serve_forever",
+    "serve_main",
+    "write_credentials",
+]
+
+DELAY_HELP = (
+    "terms joined by commas: 20ms (fixed), 0-120ms (uniform), 250ms@0.5%% (a spike for 0.5%% of requests), "
+    "pareto1.5 (heavy-tailed spikes); e.g. 0-120ms,250ms@0.5%%"
+)
+
+
+def delay_spec(text: str) -> Delay:
+    """``--request-delay`` / ``--response-delay``: a :class:`~connex_async.testing.network.Delay` spec."""
+    from connex_async.testing.network import Delay  # noqa: PLC0415 - see the module docstring
+
+    try:
+        return Delay.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def write_credentials(venue: SimulatedVenue, path: str) -> None:
@@ -48,6 +73,8 @@ async def serve_forever(
     credentials_out: str | None = None,
     latency: float = 0.0,
     jitter: float = 0.0,
+    request_delay: Delay | None = None,
+    response_delay: Delay | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM (or cancellation), printing the base URL first."""
     from connex_async.testing.server import SimulatedVenue  # noqa: PLC0415 - see the module docstring
@@ -68,6 +95,8 @@ async def serve_forever(
             jitter=jitter,
             host=host,
             port=port,
+            request_delay=request_delay,
+            response_delay=response_delay,
         ) as venue:
             if credentials_out:
                 write_credentials(venue, credentials_out)
@@ -99,6 +128,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--jitter", type=non_negative_float, default=0.0, help="up to this many more seconds, uniform (default 0)"
     )
     parser.add_argument(
+        "--request-delay",
+        type=delay_spec,
+        metavar="SPEC",
+        help=f"a WAN's delay before each request arrives (counted in the windows): {DELAY_HELP}",
+    )
+    parser.add_argument("--response-delay", type=delay_spec, metavar="SPEC", help="the same before each answer leaves")
+    parser.add_argument(
         "--credentials-out", metavar="FILE", help="write every key as a JSON credentials file for `poll` (mode 0600)"
     )
 
@@ -123,6 +159,8 @@ def run_serve(args: argparse.Namespace) -> int:
                 credentials_out=args.credentials_out,
                 latency=args.latency,
                 jitter=args.jitter,
+                request_delay=args.request_delay,
+                response_delay=args.response_delay,
             )
         )
     except KeyboardInterrupt:

@@ -1,10 +1,11 @@
 """The simulated ConneX + Zoomex venue: one ``aiohttp.web`` server on a real socket.
 
-Per request: pick a fault (script or rule), sleep the configured latency (+ jitter + ``latency``
-fault) to model the network, record the **arrival** in the strict sliding windows (host-wide for
-Zoomex, then the key's endpoint scope; every arrival counts, rejected ones too), then answer: an
-injected fault, the host-wide 403, a Zoomex GET-with-body 403, the per-key rate-limit answer, an auth
-or clock error, a parameter error, or the data.
+Per request: pick a fault (script or rule), sleep the configured latency (+ jitter + the route's
+request delay + ``latency`` fault) to model the network, record the **arrival** in the strict
+sliding windows (host-wide for Zoomex, then the key's endpoint scope; every arrival counts, rejected
+ones too), then answer: an injected fault, the host-wide 403, a Zoomex GET-with-body 403, the
+per-key rate-limit answer, an auth or clock error, a parameter error, or the data; the answer
+leaves after the route's response delay (:mod:`connex_async.testing.network`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from connex_async.credentials import Credentials
 from connex_async.testing.auth import AuthFailure, check_connex, check_zoomex
 from connex_async.testing.data import ConnexPortfolio, Market, ZoomexAccount, derive_credentials
 from connex_async.testing.faults import Fault, FaultPlan, respond_with_fault
+from connex_async.testing.network import Delay, Route
 from connex_async.testing.stats import EndpointStats, StatsBook, VenueStats
 from connex_async.testing.threaded import VenueThread
 from connex_async.testing.window import Limit, SlidingWindow, WindowRegistry
@@ -130,7 +132,10 @@ class SimulatedVenue:
 
     ``connex_portfolios`` / ``zoomex_accounts`` keys are derived from ``seed`` (labels ``cx-0001``,
     ``zx-0001``, ...). ``latency`` + uniform ``jitter`` (seconds) delay each request before its arrival
-    is counted. ``limits`` overrides :data:`DEFAULT_LIMITS` (a value of ``None`` disables that limit).
+    is counted; ``request_delay`` / ``response_delay`` (:class:`~connex_async.testing.network.Delay`)
+    add a WAN's distribution before the arrival and before the answer leaves. ``routes`` names more
+    network paths to the same venue, each on a port of its own (:meth:`route_url`).
+    ``limits`` overrides :data:`DEFAULT_LIMITS` (a value of ``None`` disables that limit).
     ``assets_per_portfolio`` / ``positions_per_portfolio`` are inclusive ranges of rows per portfolio.
     ``success_code_variants`` makes about 10 % of portfolios answer ``"code":200`` and 10 %
     ``"code":"200000"`` (deterministic per key) instead of ``200000``. ``page_overflow`` decides what a
@@ -154,6 +159,7 @@ class SimulatedVenue:
         "_n_connex",
         "_n_zoomex",
         "_rng",
+        "_routes_by_port",
         "_runner",
         "_started",
         "_stats",
@@ -169,6 +175,10 @@ class SimulatedVenue:
         "page_params",
         "port",
         "positions_per_portfolio",
+        "request_delay",
+        "response_delay",
+        "route_ports",
+        "routes",
         "seed",
         "shutdown_timeout",
         "success_code_variants",
@@ -193,6 +203,9 @@ class SimulatedVenue:
         drift_interval: float = 1.0,
         clock_skew: float = 0.0,
         shutdown_timeout: float = 2.0,
+        request_delay: Delay | None = None,
+        response_delay: Delay | None = None,
+        routes: Mapping[str, Route] | None = None,
     ) -> None:
         if page_overflow not in ("empty", "error"):
             raise ValueError("page_overflow must be 'empty' or 'error'")
@@ -201,6 +214,11 @@ class SimulatedVenue:
         self.seed = seed
         self.latency = latency
         self.jitter = jitter
+        self.request_delay = request_delay
+        self.response_delay = response_delay
+        self.routes: dict[str, Route] = dict(routes or {})
+        self.route_ports: dict[str, int] = {}
+        self._routes_by_port: dict[int, Route] = {}
         self.host = host
         self.port = port
         self.assets_per_portfolio = assets_per_portfolio
@@ -250,6 +268,11 @@ class SimulatedVenue:
             # A deep backlog: hundreds of clients connecting at once must not wait for a SYN retry.
             site = web.TCPSite(runner, self.host, self.port, reuse_address=True, backlog=1024)
             await site.start()
+            for name, route in self.routes.items():
+                extra = web.TCPSite(runner, self.host, 0, reuse_address=True, backlog=1024)
+                await extra.start()
+                self.route_ports[name] = int(runner.addresses[-1][1])
+                self._routes_by_port[self.route_ports[name]] = route
         except BaseException:
             await runner.cleanup()
             raise
@@ -283,10 +306,29 @@ class SimulatedVenue:
     @property
     def base_url(self) -> str:
         """``http://host:port`` serving both venues (paths differ)."""
+        return self._url(self.port)
+
+    def route_url(self, name: str) -> str:
+        """The base URL of the route ``name`` (``routes=`` of the constructor): the same venue, its own delays."""
+        if name not in self.routes:
+            raise KeyError(f"no route {name!r}; routes: {sorted(self.routes)}")
+        return self._url(self.route_ports[name])
+
+    def _url(self, port: int) -> str:
         if self._runner is None:
             raise RuntimeError("SimulatedVenue is not started")
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"http://{host}:{port}"
+
+    def _route(self, request: web.Request) -> tuple[Delay | None, Delay | None]:
+        """The request's (request, response) delays: its route's, by the port it came in on."""
+        if self._routes_by_port:
+            transport = request.transport
+            sockname = transport.get_extra_info("sockname") if transport is not None else None
+            route = self._routes_by_port.get(sockname[1]) if sockname else None
+            if route is not None:
+                return route.request, route.response
+        return self.request_delay, self.response_delay
 
     # ----------------------------------------------------------------- accounts
 
@@ -477,12 +519,14 @@ class SimulatedVenue:
         return window, window.hit(now)
 
     async def _handle(self, request: web.Request, route: _Route) -> web.StreamResponse:
-        venue = route.venue
         api_key = request.headers.get(route.key_header) if route.key_header else None
-        fault = self._faults.pick(venue, route.endpoint, route.path, api_key)
+        fault = self._faults.pick(route.venue, route.endpoint, route.path, api_key)
+        to_venue, back = self._route(request)
         delay = self.latency
         if self.jitter:
             delay += self._rng.random() * self.jitter
+        if to_venue is not None:
+            delay += to_venue.sample(self._rng)
         if fault is not None and fault.kind == "latency":
             delay += fault.param("seconds", 1.0)
             fault = None
@@ -491,8 +535,18 @@ class SimulatedVenue:
             latency_fault = False
         if delay > 0:
             await asyncio.sleep(delay)
+        response = await self._arrive(request, route, api_key, fault, latency_fault)
+        if back is not None and not response.prepared:  # a streamed fault has begun answering already
+            delay = back.sample(self._rng)
+            if delay > 0:
+                await asyncio.sleep(delay)
+        return response
 
-        # ---- arrival
+    async def _arrive(
+        self, request: web.Request, route: _Route, api_key: str | None, fault: Fault | None, latency_fault: bool
+    ) -> web.StreamResponse:
+        """Count the arrival in the windows, then decide the answer."""
+        venue = route.venue
         now = time.monotonic()
         table = self._connex if venue == "connex" else self._zoomex
         entry = table.get(api_key) if api_key else None
