@@ -225,7 +225,7 @@ async def test_a_stall_between_redis_admission_and_write_never_breaks_the_window
         monkeypatch.setattr(connex_async.send_ticket, "LATE_SEND_ALLOWANCE", float("inf"))
     if guard is None and stall > 0.5:
         monkeypatch.setattr(RedisLimiter, "stale_after", lambda self, scopes: None)
-    limit = RateLimit(3, 0.5)
+    limit = RateLimit(3, 0.5, adaptive=False)  # the late-write guards alone, not the margins
     async with (
         SimulatedVenue(
             connex_portfolios=1, zoomex_accounts=0, seed=9, jitter=0.005, limits={"connex.assets": (3, 0.5)}
@@ -235,12 +235,12 @@ async def test_a_stall_between_redis_admission_and_write_never_breaks_the_window
         creds = venue.connex_credentials[0]
         pools = [SessionPool(limiter=limiter) for limiter in limiters]
         stalled = pools[0]
-        send, sends = stalled._send, 0
+        send, started = stalled._send, time.monotonic()
+        stall_after = [0.6, 1.3]  # once the key is busy, twice; the admissions after each fit in the run
 
         async def stalling_send(*args: Any) -> Any:  # admitted, then held up before the write
-            nonlocal sends
-            sends += 1
-            if sends == 3:  # early: the admissions that follow it must all come before the end
+            if stall_after and time.monotonic() - started >= stall_after[0]:
+                stall_after.pop(0)
                 await asyncio.sleep(stall)  # this process only: the other one goes on being admitted
             return await send(*args)
 
