@@ -234,17 +234,22 @@ async def test_a_stall_between_redis_admission_and_write_never_breaks_the_window
     ):
         creds = venue.connex_credentials[0]
         pools = [SessionPool(limiter=limiter) for limiter in limiters]
-        stalled = pools[0]
-        send, started = stalled._send, time.monotonic()
+        started = time.monotonic()
         stall_after = [0.6, 1.3]  # once the key is busy, twice; the admissions after each fit in the run
 
-        async def stalling_send(*args: Any) -> Any:  # admitted, then held up before the write
-            if stall_after and time.monotonic() - started >= stall_after[0]:
-                stall_after.pop(0)
-                await asyncio.sleep(stall)  # this process only: the other one goes on being admitted
-            return await send(*args)
+        def stalling(send: Any) -> Any:
+            async def stalling_send(*args: Any) -> Any:  # admitted, then held up before the write
+                if stall_after and time.monotonic() - started >= stall_after[0]:
+                    stall_after.pop(0)
+                    await asyncio.sleep(stall)  # this caller only: the others go on being admitted
+                return await send(*args)
 
-        stalled._send = stalling_send  # type: ignore[method-assign]
+            return stalling_send
+
+        # Whichever process sends first after each mark stalls (Redis serves processes in no
+        # particular turn: one can win most slots for seconds), while every other caller goes on.
+        for pool in pools:
+            pool._send = stalling(pool._send)  # type: ignore[method-assign]
         running = True
 
         async def caller(pool: SessionPool) -> None:
