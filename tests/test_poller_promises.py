@@ -28,7 +28,8 @@ from connex_async import (
 )
 from connex_async.testing import Fault, SimulatedVenue
 
-FAST = RateLimit(1000, 1.0)  # limits that never pace these polls: the Poller's timing is under test
+# Never paces these polls, nor widens after a slow one (adaptive margins): the Poller is under test.
+FAST = RateLimit(1000, 1.0, adaptive=False)
 
 
 def keys(n: int) -> list[Credentials]:
