@@ -17,6 +17,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from redis_helpers import redis_limiters
 
 import connex_async.limits
 from connex_async.limits import LimiterRegistry, WindowSafeLimiter
@@ -265,15 +266,8 @@ def test_a_round_trip_that_overlapped_a_long_collection_is_left_out() -> None:
 
 @pytest.fixture
 async def two_processes(redis_url: str) -> AsyncIterator[list[RedisLimiter]]:
-    made = [RedisLimiter(redis_url, namespace="m"), RedisLimiter(redis_url, namespace="m")]
-    try:
-        for limiter in made:
-            await limiter.open()
-        await made[0].declare_cold_start()
+    async with redis_limiters(redis_url, 2, "m") as made:
         yield made
-    finally:
-        for limiter in made:
-            await limiter.aclose()
 
 
 async def admit(limiter: RedisLimiter, scope: RedisScope) -> float:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
+from redis_helpers import shared_limiters
 
 from connex_async import (
     ConnexAsyncError,
@@ -31,23 +32,6 @@ from connex_async.limiter_backend import LimiterBackend
 from connex_async.redis_limits import RedisLimiter
 from connex_async.testing import SimulatedVenue
 from connex_async.testing.redis_server import RedisServer
-
-
-@contextlib.asynccontextmanager
-async def shared_limiters(redis_url: str | None, n: int, namespace: str) -> AsyncIterator[list[LimiterBackend | None]]:
-    """``n`` Redis limiters on one namespace (cold start declared), or ``n`` times local limits."""
-    if redis_url is None:
-        yield [None] * n
-        return
-    made = [RedisLimiter(redis_url, namespace=namespace) for _ in range(n)]
-    try:
-        for limiter in made:
-            await limiter.open()
-        await made[0].declare_cold_start()
-        yield list(made)
-    finally:
-        for limiter in made:
-            await limiter.aclose()
 
 
 async def hammer(

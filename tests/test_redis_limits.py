@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis
+from redis_helpers import redis_limiters
 
 from connex_async.errors import LimiterUnavailableError
 from connex_async.limiter_backend import Verdict
@@ -29,15 +30,8 @@ HOST = ("zoomex", "host", "api.zoomex.test")
 @pytest.fixture
 async def limiters(redis_url: str) -> AsyncIterator[list[RedisLimiter]]:
     """Two "processes" on one namespace; the namespace starts cold (no embargo)."""
-    made = [RedisLimiter(redis_url, namespace="t"), RedisLimiter(redis_url, namespace="t")]
-    try:
-        for limiter in made:
-            await limiter.open()
-        await made[0].declare_cold_start()
+    async with redis_limiters(redis_url, 2, "t") as made:
         yield made
-    finally:
-        for limiter in made:
-            await limiter.aclose()
 
 
 async def admit_until_admitted(limiter: RedisLimiter, scopes: tuple[RedisScope, ...]) -> float:
