@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from redis_helpers import shared_limiters
 from test_margins import widest_wins_disabled
 
 import connex_async.redis_limits
 from connex_async import ConnexAsyncError, ConnexClient, Credentials, RateLimit, SessionPool, ZoomexClient
 from connex_async.client import BaseClient
 from connex_async.limiter_backend import LimiterBackend
-from connex_async.redis_limits import RedisLimiter
 from connex_async.testing import SimulatedVenue
 from connex_async.testing.network import Delay, Route
 from connex_async.testing.window import Limit, SlidingWindow
@@ -198,19 +198,6 @@ async def test_on_loopback_the_adaptive_margin_stays_at_its_floor() -> None:
 # -- two processes sharing a key through Redis, one of them a WAN away ------------------------------
 
 
-@contextlib.asynccontextmanager
-async def redis_limiters(url: str, namespace: str) -> AsyncIterator[list[LimiterBackend | None]]:
-    made = [RedisLimiter(url, namespace=namespace) for _ in range(2)]
-    try:
-        for limiter in made:
-            await limiter.open()
-        await made[0].declare_cold_start()
-        yield list(made)
-    finally:
-        for limiter in made:
-            await limiter.aclose()
-
-
 async def two_routes_one_key(redis_url: str, namespace: str) -> tuple[Run, list[float]]:
     """Process A polls one key over the WAN route (2 loops, 0.3 s apart), process B flat out on loopback.
 
@@ -219,7 +206,7 @@ async def two_routes_one_key(redis_url: str, namespace: str) -> tuple[Run, list[
     """
     async with (
         RecordingVenue(connex_portfolios=1, zoomex_accounts=0, seed=24, routes={"wan": WAN}) as venue,
-        redis_limiters(redis_url, namespace) as limiters,
+        shared_limiters(redis_url, 2, namespace) as limiters,
         pools_of(limiters) as pools,
     ):
         creds: Credentials = venue.connex_credentials[0]
