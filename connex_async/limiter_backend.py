@@ -27,7 +27,7 @@ from __future__ import annotations
 import abc
 from typing import Any, Final
 
-from connex_async.margins import Paths
+from connex_async.margins import HostKey, Paths
 from connex_async.metrics import PathSnapshot
 from connex_async.rate_limit import RateLimit
 
@@ -35,8 +35,8 @@ __all__ = ["ADMITTED", "PROBE", "CircuitKey", "LimiterBackend", "ScopeKey", "Ver
 
 #: (venue, limit group or "host", endpoint or host): what one rate limit counts.
 ScopeKey = tuple[str, str, str]
-#: (venue, host): what a ban signal stops.
-CircuitKey = tuple[str, str]
+#: (venue, host): what a ban signal stops (one network path of :mod:`connex_async.margins`).
+CircuitKey = HostKey
 
 
 class Verdict:

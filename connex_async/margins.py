@@ -69,10 +69,12 @@ from connex_async.metrics import MarginSnapshot, PathSnapshot
 from connex_async.rate_limit import default_margin
 
 if TYPE_CHECKING:
-    from connex_async.limiter_backend import CircuitKey
     from connex_async.rate_limit import RateLimit
 
-__all__ = ["COLLECTIONS", "AdaptiveScope", "Paths", "RoundTrips", "Spread", "follow_all", "limit_label"]
+__all__ = ["COLLECTIONS", "AdaptiveScope", "HostKey", "Paths", "RoundTrips", "Spread", "follow_all", "limit_label"]
+
+#: (venue, host): one network path, measured on its own (and what a circuit stops).
+HostKey = tuple[str, str]
 
 logger = logging.getLogger("connex_async")
 
@@ -351,10 +353,10 @@ class Paths:
     __slots__ = ("_paths",)
 
     def __init__(self) -> None:
-        self._paths: dict[CircuitKey, RoundTrips] = {}
+        self._paths: dict[HostKey, RoundTrips] = {}
         COLLECTIONS.install()
 
-    def get(self, circuit: CircuitKey) -> RoundTrips:
+    def get(self, circuit: HostKey) -> RoundTrips:
         """The round trips of ``circuit`` (venue, host)."""
         path = self._paths.get(circuit)
         if path is None:
@@ -408,7 +410,7 @@ class AdaptiveScope:
         return self.current.margin
 
 
-def follow_all(paths: Paths, scopes: tuple[Any, ...], circuit: CircuitKey) -> None:
+def follow_all(paths: Paths, scopes: tuple[Any, ...], circuit: HostKey) -> None:
     """Let each scope of one admission follow its path's published spread (an identity check each)."""
     path = paths.get(circuit)
     spread = path.published

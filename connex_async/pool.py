@@ -56,7 +56,7 @@ from connex_async.limiter_backend import CircuitKey, LimiterBackend, Verdict
 from connex_async.limits import LimiterRegistry
 from connex_async.metrics import AttemptEvent, Metrics
 from connex_async.rate_limit import RateLimit
-from connex_async.redaction import scrubbed
+from connex_async.redaction import mask_key, scrubbed
 from connex_async.retry import RetryPolicy
 from connex_async.send_ticket import DatedRequest, DatedResponse, SendTicket, StaleAdmission, sending
 from connex_async.signing import ParamValue, SignedRequest, encode_query, normalize_params
@@ -376,6 +376,8 @@ class SessionPool:
                     budget.stage, budget.attempts = "waiting for the venue's answer", attempt
                     started = time.perf_counter()
                     response = await self._send(session, endpoint.method, url, signed, venue, endpoint, label, ticket)
+                    if credentials is not None:  # a venue may quote our request back: never keep the key
+                        response = mask_key(response, credentials.api_key)
                     latency = time.perf_counter() - started
                 finally:
                     self._release_send_slot()

@@ -20,8 +20,12 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from connex_async.errors import SECRET_HEADERS
+from connex_async.venues.base import RawResponse
 
-__all__ = ["safe_headers", "scrubbed"]
+__all__ = ["KEY_MASK", "mask_key", "safe_headers", "scrubbed"]
+
+#: What stands in for an API key a venue echoed back in its answer.
+KEY_MASK = b"<api key>"
 
 
 def safe_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> CIMultiDict[str]:
@@ -54,3 +58,17 @@ def scrubbed(exc: BaseException) -> BaseException:
         if isinstance(value, BaseException) and value is not exc:
             scrubbed(value)
     return exc
+
+
+def mask_key(response: RawResponse, api_key: str) -> RawResponse:
+    """``response`` with every echo of ``api_key`` in its body masked (itself if there is none).
+
+    A venue may quote the request back: Zoomex's (and Bybit's) signature error says
+    ``error sign! origin_string[<timestamp><api key><recv window><query>]``. Masked as soon as the
+    body is read, the key reaches no error message, snippet, log line or traceback local after it.
+    The search costs about 1 µs on a 5 KB body (memchr-like), tens on a 1,000-row page.
+    """
+    key = api_key.encode()
+    if key not in response.body:
+        return response
+    return RawResponse(response.status, response.headers, response.body.replace(key, KEY_MASK))

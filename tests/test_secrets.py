@@ -212,3 +212,16 @@ def test_signed_request_repr_names_headers_without_values() -> None:
     signed = sign_connex({"page": 1}, CREDS, 1_700_000_000)
     text = repr(signed) + "".join(sentry_like(signed))
     assert "signature" in text and signed.headers["signature"] not in text and CREDS.api_key not in text
+
+
+async def test_a_venue_that_quotes_the_key_back_does_not_put_it_in_our_errors(caplog: pytest.LogCaptureFixture) -> None:
+    # Zoomex's signature error quotes the string it signed: timestamp, API key, recv window, query.
+    # The simulator answers a bad signature the same way; whatever the venue wrote, the key is masked.
+    async with SimulatedVenue(connex_portfolios=0, zoomex_accounts=1) as venue, SessionPool(retry=RETRY) as pool:
+        real = venue.zoomex_credentials[0]
+        wrong = Credentials(real.api_key, "not-the-secret-at-all", label="zx-wrong")
+        with caplog.at_level(logging.DEBUG, logger="connex_async"):
+            err = await failing_call(ZoomexClient(wrong, base_url=venue.base_url, pool=pool))
+    assert isinstance(err, APIError) and err.code == 10004
+    assert "origin_string[" in str(err) and "<api key>" in str(err)  # what the venue said, minus the key
+    assert real.api_key not in everything_visible(err, caplog.text)
