@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import time
 import tracemalloc
 from typing import Any
 
 import msgspec
 import pytest
+from poller_helpers import collect
 from venue_checks import FAST_RETRY
 
 from connex_async import ConnexClient, Credentials, SessionPool, ZoomexClient
 from connex_async.client import BaseClient
 from connex_async.errors import AuthenticationError
-from connex_async.poller import Poller, PollerStats, Update
+from connex_async.poller import Poller, PollerStats
 from connex_async.testing import Fault, SimulatedVenue
 
 
@@ -28,17 +28,6 @@ def clients_for(venue: SimulatedVenue, pool: SessionPool) -> list[BaseClient]:
 def staleness_quantile(stats: PollerStats, endpoint: str, q: float) -> float:
     values = sorted(v for (_, ep), v in stats.staleness.items() if ep == endpoint)
     return values[min(len(values) - 1, int(q * len(values)))]
-
-
-async def collect(poller: Poller, seconds: float) -> list[Update]:
-    got: list[Update] = []
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            got.append(await asyncio.wait_for(anext(aiter(poller)), left))
-        except TimeoutError:
-            break
-    return got
 
 
 @pytest.mark.timing

@@ -12,6 +12,7 @@ import time
 from collections import Counter
 
 from aiohttp import web
+from poller_helpers import collect as consume
 from venue_checks import FAST_RETRY
 from wire_server import Arrival, RecordingServer, bounded
 
@@ -23,7 +24,6 @@ from connex_async import (
     Poller,
     RateLimit,
     SessionPool,
-    Update,
     ZoomexClient,
 )
 from connex_async.testing import Fault, SimulatedVenue
@@ -34,18 +34,6 @@ FAST = RateLimit(1000, 1.0, adaptive=False)
 
 def keys(n: int) -> list[Credentials]:
     return [Credentials(f"cx-key-{i:04d}", f"cx-secret-{i:04d}", label=f"cx-{i:04d}") for i in range(n)]
-
-
-async def consume(poller: Poller, seconds: float) -> list[Update]:
-    """Every update that comes within ``seconds``, read as it comes."""
-    got: list[Update] = []
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            got.append(await asyncio.wait_for(anext(aiter(poller)), left))
-        except TimeoutError:
-            break
-    return got
 
 
 def densest(times: list[float], width: float) -> int:

@@ -15,22 +15,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from poller_helpers import collect
 from venue_checks import FAST_RETRY
 
 from connex_async import AuthenticationError, ConnexClient, Credentials, PermissionDeniedError, SessionPool
 from connex_async.poller import Poller, Update
 from connex_async.testing import Fault, SimulatedVenue
-
-
-async def collect(poller: Poller, seconds: float) -> list[Update]:
-    got: list[Update] = []
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            got.append(await asyncio.wait_for(anext(aiter(poller)), left))
-        except TimeoutError:
-            break
-    return got
 
 
 async def until(poller: Poller, condition: Callable[[list[Update]], bool], within: float = 5.0) -> list[Update]:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
+from poller_helpers import collect
 from redis_helpers import shared_limiters
 
 from connex_async import (
@@ -24,7 +25,6 @@ from connex_async import (
     LimiterUnavailableError,
     Poller,
     SessionPool,
-    Update,
     ZoomexClient,
 )
 from connex_async.client import BaseClient
@@ -174,16 +174,6 @@ async def test_redis_going_away_stops_every_request_and_its_return_holds_the_win
             assert any(u.ok for u in back)  # on its own, once Redis answers and the embargo ends
         assert limiter.epochs_seen == 1  # the restart was seen as a new epoch
     assert venue.stats().violations == 0
-
-
-async def collect(poller: Poller, seconds: float) -> list[Update]:
-    """The updates the poller yields for ``seconds``."""
-    updates: list[Update] = []
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            async for update in poller:
-                updates.append(update)
-    return updates
 
 
 @pytest.mark.timing
