@@ -8,7 +8,7 @@ simulated venues and the pytest fixture) and :mod:`connex_async.prometheus` (the
 Other modules are internal and may change.
 """
 
-from connex_async.client import BaseClient
+from connex_async.client import BaseClient, PoolOptions
 from connex_async.config import ConfigError, PortfolioConfig, load_portfolios
 from connex_async.credentials import Credentials
 from connex_async.dashboard import equity_of, upnl_of
@@ -83,6 +83,7 @@ __all__ = [
     "Poller",
     "PollerStats",
     "PoolClosedError",
+    "PoolOptions",
     "PortfolioConfig",
     "Position",
     "PositionSide",

@@ -317,7 +317,7 @@ def _verbosity(parser: argparse.ArgumentParser, dest: str) -> None:
 
 
 def _add_demo(sub: argparse._SubParsersAction[CommandParser]) -> None:
-    from connex_async.testing.cli import DELAY_HELP, delay_spec  # noqa: PLC0415 - keep startup light
+    from connex_async.testing.cli import add_delay_arguments  # noqa: PLC0415 - keep startup light
 
     demo = sub.add_parser(
         "demo",
@@ -330,13 +330,7 @@ def _add_demo(sub: argparse._SubParsersAction[CommandParser]) -> None:
     demo.add_argument("--zoomex", type=count, default=50, help="Zoomex accounts (default 50)")
     demo.add_argument("--duration", type=positive_float, default=15.0, help="seconds to poll (default 15)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the simulated keys and data (default 7)")
-    demo.add_argument(
-        "--request-delay",
-        type=delay_spec,
-        metavar="SPEC",
-        help=f"simulate a WAN: the delay before each request arrives at the simulator: {DELAY_HELP}",
-    )
-    demo.add_argument("--response-delay", type=delay_spec, metavar="SPEC", help="the same before each answer leaves")
+    add_delay_arguments(demo)
     demo.add_argument(
         "--format",
         choices=("table", "jsonl"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypedDict, TypeVar, Unpack
 
 from connex_async.credentials import Credentials
 from connex_async.pool import SessionPool
@@ -13,9 +13,27 @@ from connex_async.retry import RetryPolicy
 from connex_async.signing import ParamValue
 from connex_async.venues.base import Endpoint, Venue
 
-__all__ = ["BaseClient"]
+__all__ = ["BaseClient", "PoolOptions"]
 
 T = TypeVar("T")
+
+
+class PoolOptions(TypedDict, total=False):
+    """The options of a client's private :class:`SessionPool` (leave one out, or pass ``None``, for
+    the pool's default). Spelled out once here; a client takes them as ``**pool_options``, so a
+    misspelt one is a type error for mypy and a ``TypeError`` naming the client at run time."""
+
+    connector_limit: int | None
+    limit_per_host: int | None
+    timeout: float | None
+    max_queue_wait: float | None
+    retry: RetryPolicy | None
+    max_body_bytes: int | None
+    user_agent: str | None
+    deadline: float | None
+
+
+_POOL_OPTIONS = frozenset(PoolOptions.__annotations__)
 
 
 class BaseClient:
@@ -37,13 +55,7 @@ class BaseClient:
         base_url: str,
         pool: SessionPool | None = None,
         limits: Mapping[str, RateLimit] | None = None,
-        connector_limit: int | None = None,
-        limit_per_host: int | None = None,
-        timeout: float | None = None,
-        max_queue_wait: float | None = None,
-        retry: RetryPolicy | None = None,
-        max_body_bytes: int | None = None,
-        user_agent: str | None = None,
+        **pool_options: Unpack[PoolOptions],
     ) -> None:
         if not isinstance(credentials, Credentials):
             raise TypeError("credentials must be a connex_async.Credentials")
@@ -52,16 +64,9 @@ class BaseClient:
         unknown = set(limits or {}) - set(self.endpoints)
         if unknown:
             raise ValueError(f"unknown endpoint(s) in limits: {sorted(unknown)}; known: {sorted(self.endpoints)}")
-        options: dict[str, Any] = {  # the pool options given (None: the pool's default)
-            "connector_limit": connector_limit,
-            "limit_per_host": limit_per_host,
-            "timeout": timeout,
-            "max_queue_wait": max_queue_wait,
-            "retry": retry,
-            "max_body_bytes": max_body_bytes,
-            "user_agent": user_agent,
-        }
-        given = {name: value for name, value in options.items() if value is not None}
+        for name in pool_options.keys() - _POOL_OPTIONS:  # what mypy catches, caught at run time too
+            raise TypeError(f"{type(self).__name__}.__init__() got an unexpected keyword argument {name!r}")
+        given: dict[str, Any] = {name: value for name, value in pool_options.items() if value is not None}
         if pool is not None and given:
             raise ValueError(
                 f"{', '.join(sorted(given))}: pool options apply only to a client's private pool; "

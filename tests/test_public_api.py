@@ -91,7 +91,7 @@ async def test_a_standalone_client_used_without_async_with_raises_instead_of_lea
 # -- types: mypy catches an update's data used as the wrong endpoint's --------------------------
 
 MISUSE = """
-from connex_async import Poller, equity_of
+from connex_async import ConnexClient, Credentials, Poller, equity_of
 
 async def consume(poller: Poller) -> None:
     async for update in poller:
@@ -100,10 +100,13 @@ async def consume(poller: Poller) -> None:
         if update.endpoint == "wallet" and update.data is not None:
             print(equity_of(update.data), update.data.accounts[0].total_equity)   # fine
             print(len(update.data))             # a WalletBalance has no len()
+
+def clients(creds: Credentials) -> list[ConnexClient]:
+    return [ConnexClient(creds, base_ur="https://x"), ConnexClient(creds, timeout="3")]  # a typo, a wrong type
 """
 
 
-def test_mypy_catches_an_assets_update_used_as_a_wallet(tmp_path: Path) -> None:
+def test_mypy_catches_an_assets_update_used_as_a_wallet_and_a_misspelt_client_option(tmp_path: Path) -> None:
     source = tmp_path / "consumer.py"
     source.write_text(textwrap.dedent(MISUSE))
     # From the project root: mypy finds connex_async there (not through the editable install's
@@ -117,6 +120,9 @@ def test_mypy_catches_an_assets_update_used_as_a_wallet(tmp_path: Path) -> None:
         timeout=180,
     )
     errors = [line for line in proc.stdout.splitlines() if ": error:" in line]
-    assert len(errors) == 2, proc.stdout
+    assert len(errors) == 4, proc.stdout
     assert 'consumer.py:7: error: "list[Asset]" has no attribute "accounts"' in errors[0]
     assert 'consumer.py:10: error: Argument 1 to "len" has incompatible type "WalletBalance"' in errors[1]
+    # The pool options, spelled out once (client.PoolOptions), are checked by name and by type.
+    assert 'consumer.py:13: error: Unexpected keyword argument "base_ur" for "ConnexClient"' in errors[2]
+    assert 'consumer.py:13: error: Argument "timeout" to "ConnexClient" has incompatible type "str"' in errors[3]

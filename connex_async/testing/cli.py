@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DELAY_HELP",
+    "add_delay_arguments",
     "add_serve_arguments",
     "build_parser",
     "delay_spec",
@@ -46,6 +47,17 @@ def delay_spec(text: str) -> Delay:
         return Delay.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_delay_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--request-delay`` / ``--response-delay``: the simulator a WAN away (``serve`` and ``demo``)."""
+    parser.add_argument(
+        "--request-delay",
+        type=delay_spec,
+        metavar="SPEC",
+        help=f"simulate a WAN: the delay before each request arrives (counted in the windows): {DELAY_HELP}",
+    )
+    parser.add_argument("--response-delay", type=delay_spec, metavar="SPEC", help="the same before each answer leaves")
 
 
 def write_credentials(venue: SimulatedVenue, path: str) -> None:
@@ -127,13 +139,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--jitter", type=non_negative_float, default=0.0, help="up to this many more seconds, uniform (default 0)"
     )
-    parser.add_argument(
-        "--request-delay",
-        type=delay_spec,
-        metavar="SPEC",
-        help=f"a WAN's delay before each request arrives (counted in the windows): {DELAY_HELP}",
-    )
-    parser.add_argument("--response-delay", type=delay_spec, metavar="SPEC", help="the same before each answer leaves")
+    add_delay_arguments(parser)
     parser.add_argument(
         "--credentials-out", metavar="FILE", help="write every key as a JSON credentials file for `poll` (mode 0600)"
     )

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Unpack
 
-from connex_async.client import BaseClient
+from connex_async.client import BaseClient, PoolOptions
 from connex_async.credentials import Credentials
 from connex_async.errors import PagingError
 from connex_async.pool import SessionPool, call_deadline
 from connex_async.rate_limit import RateLimit
-from connex_async.retry import RetryPolicy
 from connex_async.venues.connex.api import ASSETS, POSITIONS, ConnexVenue
 from connex_async.venues.connex.models import Asset, AssetsPage, Position
 
@@ -48,33 +47,15 @@ class ConnexClient(BaseClient):
         base_url: str = DEFAULT_BASE_URL,
         pool: SessionPool | None = None,
         limits: Mapping[str, RateLimit] | None = None,
-        connector_limit: int | None = None,
-        limit_per_host: int | None = None,
-        timeout: float | None = None,
-        max_queue_wait: float | None = None,
-        retry: RetryPolicy | None = None,
-        max_body_bytes: int | None = None,
-        user_agent: str | None = None,
         page_param: str = "page",
         max_pages: int = MAX_PAGES,
+        **pool_options: Unpack[PoolOptions],
     ) -> None:
         if page_param not in PAGE_PARAMS:
             raise ValueError(f"page_param must be one of {sorted(PAGE_PARAMS)}, got {page_param!r}")
         if type(max_pages) is not int or max_pages < 1:
             raise ValueError(f"max_pages must be an int >= 1, got {max_pages!r}")
-        super().__init__(
-            credentials,
-            base_url=base_url,
-            pool=pool,
-            limits=limits,
-            connector_limit=connector_limit,
-            limit_per_host=limit_per_host,
-            timeout=timeout,
-            max_queue_wait=max_queue_wait,
-            retry=retry,
-            max_body_bytes=max_body_bytes,
-            user_agent=user_agent,
-        )
+        super().__init__(credentials, base_url=base_url, pool=pool, limits=limits, **pool_options)
         self.page_param = page_param
         self.max_pages = max_pages
 

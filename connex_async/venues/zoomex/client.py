@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Unpack
 
-from connex_async.client import BaseClient
+from connex_async.client import BaseClient, PoolOptions
 from connex_async.credentials import Credentials
 from connex_async.pool import SessionPool
 from connex_async.rate_limit import RateLimit
-from connex_async.retry import RetryPolicy
 from connex_async.venues.zoomex.api import SERVER_TIME, WALLET_BALANCE, ZOOMEX_IP_LIMIT, ZoomexVenue
 from connex_async.venues.zoomex.models import ServerTime, WalletBalance
 
@@ -40,28 +39,10 @@ class ZoomexClient(BaseClient):
         recv_window: int = 5000,
         account_type: str = "UNIFIED",
         host_limit: RateLimit | None = ZOOMEX_IP_LIMIT,
-        connector_limit: int | None = None,
-        limit_per_host: int | None = None,
-        timeout: float | None = None,
-        max_queue_wait: float | None = None,
-        retry: RetryPolicy | None = None,
-        max_body_bytes: int | None = None,
-        user_agent: str | None = None,
+        **pool_options: Unpack[PoolOptions],
     ) -> None:
         _check_account_type(account_type)
-        super().__init__(
-            credentials,
-            base_url=base_url,
-            pool=pool,
-            limits=limits,
-            connector_limit=connector_limit,
-            limit_per_host=limit_per_host,
-            timeout=timeout,
-            max_queue_wait=max_queue_wait,
-            retry=retry,
-            max_body_bytes=max_body_bytes,
-            user_agent=user_agent,
-        )
+        super().__init__(credentials, base_url=base_url, pool=pool, limits=limits, **pool_options)
         self.venue = ZoomexVenue(recv_window=recv_window, host_limit=host_limit)
         self.account_type = account_type
 
