@@ -42,7 +42,7 @@ mutate: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/connex-async demo --portfolios 300 --duration 15
 
-## make bench: set up .venv with the bench extra, then run every benchmark (~6 min, each in a fresh interpreter); tables, JSON
+## make bench: set up .venv with the bench extra, then run every benchmark (~8 min, each in a fresh interpreter); tables, JSON
 ## and plots go to benchmarks/results/ (latest.json, latest.md, *.png).
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks.run
