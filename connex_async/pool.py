@@ -6,7 +6,7 @@ nonce / timestamp) -> **send** (one shared aiohttp session, the signed query byt
 runs under its **deadline**. Where to look:
 
 - deadline: :meth:`SessionPool.request` around the loop (:meth:`SessionPool._attempts`),
-  :class:`_Budget`, :class:`call_deadline`
+  :class:`_Budget`, :class:`call_deadline`; its timer armed only as it nears (:mod:`connex_async.deadlines`)
 - limiting: :meth:`SessionPool._scopes_for`, :meth:`SessionPool._admit` through one
   :class:`~connex_async.limiter_backend.LimiterBackend` (local :mod:`connex_async.limits` or
   :mod:`connex_async.redis_limits`; the loop cannot tell which); a request written late after its
@@ -38,6 +38,7 @@ import aiohttp
 from yarl import URL
 
 from connex_async.credentials import Credentials
+from connex_async.deadlines import DeadlineWatch
 from connex_async.decoding import DEFAULT_MAX_BODY_BYTES
 from connex_async.errors import (
     APIError,
@@ -245,6 +246,7 @@ class SessionPool:
         # One slot per connection: a request takes its send slot and its rate-limit slots in the
         # same instant, so it never queues for a connection between admission and send.
         self._send_slots: asyncio.Semaphore | None = None
+        self._deadlines = DeadlineWatch()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -327,8 +329,13 @@ class SessionPool:
             if left <= 0:
                 raise budget.error(venue, endpoint, label)
             budget.armed = True
-            async with asyncio.timeout(left) as scope:  # cancellation-safe all the way down
-                return await self._attempts(venue, endpoint, base_url, params, credentials, limit, budget)
+            # Cancellation-safe all the way down; its timer is armed only as the deadline nears.
+            async with asyncio.timeout(None) as scope:
+                self._deadlines.watch(scope, left)
+                try:
+                    return await self._attempts(venue, endpoint, base_url, params, credentials, limit, budget)
+                finally:
+                    self._deadlines.forget(scope)
         except TimeoutError:
             if not budget.armed or not scope.expired():
                 raise

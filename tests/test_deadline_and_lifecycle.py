@@ -26,6 +26,7 @@ from connex_async import (
     TransportError,
     ZoomexClient,
 )
+from connex_async.deadlines import DEFAULT_HORIZON
 from connex_async.testing import SimulatedVenue
 
 FAST = RetryPolicy(max_retries=3, backoff_base=0.01, backoff_max=0.02)
@@ -98,6 +99,23 @@ async def test_deadline_of_a_listing_covers_all_its_pages() -> None:
         with pytest.raises(RequestTimeoutError, match=r"deadline=0\.4s ran out"):
             await cx.get_all_assets(page_size=1, deadline=0.4)  # 10 pages of >= 150 ms each
         assert len(await cx.get_all_assets(page_size=5, deadline=5.0)) == 10
+
+
+async def test_a_deadline_beyond_the_watch_horizon_still_ends_the_call_on_time() -> None:
+    # Deadlines further away than the watch's horizon get their timer from its tick, not at once
+    # (connex_async.deadlines): a call hanging past it must still end at its deadline, typed.
+    deadline = DEFAULT_HORIZON + 0.6
+    async with HostileVenue(hang) as venue, SessionPool(retry=FAST, timeout=20.0) as pool:
+        cx = ConnexClient(CREDS, base_url=venue.base_url, pool=pool)
+        started = time.monotonic()
+        with pytest.raises(RequestTimeoutError) as info:
+            async with asyncio.timeout(deadline + 4.0):  # a watch that never arms fails here instead
+                await cx.get_assets(deadline=deadline)
+        took = time.monotonic() - started
+        assert pool._deadlines.watched() == 0  # forgotten when the call ended
+    assert info.value.budget == "deadline"
+    assert "while waiting for the venue's answer, after 1 attempt(s)" in str(info.value), str(info.value)
+    assert deadline - 0.05 <= took < deadline + SLACK, took
 
 
 def test_deadline_must_be_positive() -> None:

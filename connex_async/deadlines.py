@@ -1,0 +1,69 @@
+"""Call deadlines that cost no timer until they come near.
+
+Every call runs under an ``asyncio.timeout`` (the pool's deadline, 60 s by default), and nearly
+every call ends within milliseconds. Arming a loop timer for each one cost 3.4 µs a call on its
+own and more under load, where thousands of cancelled timers sit in the loop's heap and every push
+compares ``TimerHandle`` objects in Python: 6-10 µs of a 200-280 µs request, measured in
+alternation on this project's machine.
+
+So a call enters ``asyncio.timeout(None)`` (no timer) and hands the scope to a
+:class:`DeadlineWatch`. The watch reschedules a scope to its deadline (``Timeout.reschedule``, which
+arms the timer) once the deadline is less than ``horizon`` away: at once if it already is, otherwise
+from a tick that runs every ``horizon / 2`` while any scope is watched. A call still running near
+its deadline so gets the same timer, with the same cancellation semantics, as before; calls that end
+sooner never had one. One tick timer per pool replaces one timer per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+__all__ = ["DEFAULT_HORIZON", "DeadlineWatch"]
+
+#: Seconds before its deadline by which a scope has its timer (the tick runs twice as often).
+DEFAULT_HORIZON = 1.0
+
+
+class DeadlineWatch:
+    """Arms the timers of ``asyncio.timeout(None)`` scopes when their deadlines come within ``horizon``."""
+
+    __slots__ = ("_handle", "_loop", "_scopes", "horizon")
+
+    def __init__(self, horizon: float = DEFAULT_HORIZON) -> None:
+        if not horizon > 0:
+            raise ValueError("horizon must be > 0 seconds")
+        self.horizon = horizon
+        self._scopes: dict[asyncio.Timeout, float] = {}  # scope -> its deadline in loop time
+        self._handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def watch(self, scope: asyncio.Timeout, delay: float) -> None:
+        """Make ``scope`` (entered, without a deadline) expire ``delay`` seconds from now."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new event loop: the old one's tick will never run
+            self._loop, self._handle = loop, None
+            self._scopes.clear()
+        when = loop.time() + delay
+        if delay <= self.horizon:
+            scope.reschedule(when)
+            return
+        self._scopes[scope] = when
+        if self._handle is None:
+            self._handle = loop.call_later(self.horizon / 2, self._tick)
+
+    def forget(self, scope: asyncio.Timeout) -> None:
+        """``scope``'s call has ended (call it before the scope exits)."""
+        self._scopes.pop(scope, None)
+
+    def watched(self) -> int:
+        """How many scopes wait for their timer."""
+        return len(self._scopes)
+
+    def _tick(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        soon = loop.time() + self.horizon
+        due = [scope for scope, when in self._scopes.items() if when <= soon]
+        for scope in due:
+            scope.reschedule(self._scopes.pop(scope))
+        self._handle = loop.call_later(self.horizon / 2, self._tick) if self._scopes else None
