@@ -11,14 +11,16 @@ So a call enters ``asyncio.timeout(None)`` (no timer) and hands the scope to a
 arms the timer) once the deadline is less than ``horizon`` away: at once if it already is, otherwise
 from a tick that runs every ``horizon / 2`` while any scope is watched. A call still running near
 its deadline so gets the same timer, with the same cancellation semantics, as before; calls that end
-sooner never had one. One tick timer per pool replaces one timer per call.
+sooner never had one. There is one watch per event loop (:func:`loop_watch`), shared by every pool
+on it: a bot with a private pool per key still runs one tick, not one per pool.
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
 
-__all__ = ["DEFAULT_HORIZON", "DeadlineWatch"]
+__all__ = ["DEFAULT_HORIZON", "DeadlineWatch", "loop_watch"]
 
 #: Seconds before its deadline by which a scope has its timer (the tick runs twice as often).
 DEFAULT_HORIZON = 1.0
@@ -67,3 +69,15 @@ class DeadlineWatch:
         for scope in due:
             scope.reschedule(self._scopes.pop(scope))
         self._handle = loop.call_later(self.horizon / 2, self._tick) if self._scopes else None
+
+
+_WATCHES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, DeadlineWatch] = weakref.WeakKeyDictionary()
+
+
+def loop_watch() -> DeadlineWatch:
+    """The running event loop's watch (made on first use, gone with the loop)."""
+    loop = asyncio.get_running_loop()
+    watch = _WATCHES.get(loop)
+    if watch is None:
+        watch = _WATCHES[loop] = DeadlineWatch()
+    return watch

@@ -38,7 +38,7 @@ import aiohttp
 from yarl import URL
 
 from connex_async.credentials import Credentials
-from connex_async.deadlines import DeadlineWatch
+from connex_async.deadlines import loop_watch
 from connex_async.decoding import DEFAULT_MAX_BODY_BYTES
 from connex_async.errors import (
     APIError,
@@ -246,7 +246,6 @@ class SessionPool:
         # One slot per connection: a request takes its send slot and its rate-limit slots in the
         # same instant, so it never queues for a connection between admission and send.
         self._send_slots: asyncio.Semaphore | None = None
-        self._deadlines = DeadlineWatch()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -330,12 +329,13 @@ class SessionPool:
                 raise budget.error(venue, endpoint, label)
             budget.armed = True
             # Cancellation-safe all the way down; its timer is armed only as the deadline nears.
+            watch = loop_watch()
             async with asyncio.timeout(None) as scope:
-                self._deadlines.watch(scope, left)
+                watch.watch(scope, left)
                 try:
                     return await self._attempts(venue, endpoint, base_url, params, credentials, limit, budget)
                 finally:
-                    self._deadlines.forget(scope)
+                    watch.forget(scope)
         except TimeoutError:
             if not budget.armed or not scope.expired():
                 raise

@@ -26,7 +26,7 @@ from connex_async import (
     TransportError,
     ZoomexClient,
 )
-from connex_async.deadlines import DEFAULT_HORIZON
+from connex_async.deadlines import DEFAULT_HORIZON, loop_watch
 from connex_async.testing import SimulatedVenue
 
 FAST = RetryPolicy(max_retries=3, backoff_base=0.01, backoff_max=0.02)
@@ -112,7 +112,7 @@ async def test_a_deadline_beyond_the_watch_horizon_still_ends_the_call_on_time()
             async with asyncio.timeout(deadline + 4.0):  # a watch that never arms fails here instead
                 await cx.get_assets(deadline=deadline)
         took = time.monotonic() - started
-        assert pool._deadlines.watched() == 0  # forgotten when the call ended
+        assert loop_watch().watched() == 0  # forgotten when the call ended
     assert info.value.budget == "deadline"
     assert "while waiting for the venue's answer, after 1 attempt(s)" in str(info.value), str(info.value)
     assert deadline - 0.05 <= took < deadline + SLACK, took

@@ -12,7 +12,7 @@ import asyncio
 
 import pytest
 
-from connex_async.deadlines import DeadlineWatch
+from connex_async.deadlines import DeadlineWatch, loop_watch
 
 
 async def test_a_deadline_within_the_horizon_is_armed_at_once() -> None:
@@ -58,6 +58,16 @@ def test_a_new_event_loop_gets_a_tick_of_its_own() -> None:
 
     asyncio.run(leave_a_far_scope())
     assert asyncio.run(far_scope_armed_by_a_tick()) is not None
+
+
+def test_every_pool_on_a_loop_shares_its_watch() -> None:
+    # One tick per event loop however many pools (a bot may give every key a private pool).
+    async def twice() -> tuple[DeadlineWatch, DeadlineWatch]:
+        return loop_watch(), loop_watch()
+
+    first, again = asyncio.run(twice())
+    assert first is again
+    assert asyncio.run(twice())[0] is not first  # another loop, another watch
 
 
 def test_the_horizon_must_be_positive() -> None:
