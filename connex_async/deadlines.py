@@ -29,29 +29,34 @@ DEFAULT_HORIZON = 1.0
 class DeadlineWatch:
     """Arms the timers of ``asyncio.timeout(None)`` scopes when their deadlines come within ``horizon``."""
 
-    __slots__ = ("_handle", "_loop", "_scopes", "horizon")
+    __slots__ = ("_loop", "_scopes", "_ticking", "horizon")
+
+    _loop: weakref.ReferenceType[asyncio.AbstractEventLoop] | None
 
     def __init__(self, horizon: float = DEFAULT_HORIZON) -> None:
         if not horizon > 0:
             raise ValueError("horizon must be > 0 seconds")
         self.horizon = horizon
         self._scopes: dict[asyncio.Timeout, float] = {}  # scope -> its deadline in loop time
-        self._handle: asyncio.TimerHandle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ticking = False  # a tick is scheduled
+        # Weakly (and no handle kept: it refers to its loop): the loop's entry in _WATCHES must not
+        # be kept alive by its own value.
+        self._loop = None
 
     def watch(self, scope: asyncio.Timeout, delay: float) -> None:
         """Make ``scope`` (entered, without a deadline) expire ``delay`` seconds from now."""
         loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # a new event loop: the old one's tick will never run
-            self._loop, self._handle = loop, None
+        if self._loop is None or self._loop() is not loop:  # a new loop: the old one's tick will never run
+            self._loop, self._ticking = weakref.ref(loop), False
             self._scopes.clear()
         when = loop.time() + delay
         if delay <= self.horizon:
             scope.reschedule(when)
             return
         self._scopes[scope] = when
-        if self._handle is None:
-            self._handle = loop.call_later(self.horizon / 2, self._tick)
+        if not self._ticking:
+            self._ticking = True
+            loop.call_later(self.horizon / 2, self._tick)
 
     def forget(self, scope: asyncio.Timeout) -> None:
         """``scope``'s call has ended (call it before the scope exits)."""
@@ -62,13 +67,14 @@ class DeadlineWatch:
         return len(self._scopes)
 
     def _tick(self) -> None:
-        loop = self._loop
-        assert loop is not None
+        loop = asyncio.get_running_loop()  # the tick runs on the loop it was scheduled on
         soon = loop.time() + self.horizon
         due = [scope for scope, when in self._scopes.items() if when <= soon]
         for scope in due:
             scope.reschedule(self._scopes.pop(scope))
-        self._handle = loop.call_later(self.horizon / 2, self._tick) if self._scopes else None
+        self._ticking = bool(self._scopes)
+        if self._ticking:
+            loop.call_later(self.horizon / 2, self._tick)
 
 
 _WATCHES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, DeadlineWatch] = weakref.WeakKeyDictionary()

@@ -9,6 +9,8 @@ promise (a call hanging past a far deadline still ends at it, typed) is in
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 
@@ -68,6 +70,22 @@ def test_every_pool_on_a_loop_shares_its_watch() -> None:
     first, again = asyncio.run(twice())
     assert first is again
     assert asyncio.run(twice())[0] is not first  # another loop, another watch
+
+
+def test_a_finished_event_loop_is_not_kept_alive_by_its_watch() -> None:
+    # The per-loop map is weak: a watch that held its loop strongly would keep every loop ever
+    # used (pytest makes one per test, a bot one per asyncio.run) alive with its selector.
+    async def use_the_watch() -> weakref.ref[asyncio.AbstractEventLoop]:
+        watch = loop_watch()
+        async with asyncio.timeout(None) as scope:
+            watch.watch(scope, 30.0)  # also schedules the tick
+            await asyncio.sleep(0)
+            watch.forget(scope)
+        return weakref.ref(asyncio.get_running_loop())
+
+    loop = asyncio.run(use_the_watch())
+    gc.collect()
+    assert loop() is None
 
 
 def test_the_horizon_must_be_positive() -> None:
