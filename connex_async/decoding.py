@@ -44,6 +44,7 @@ __all__ = [
     "all_sane",
     "amount_ok",
     "check_finite",
+    "first_bad_path",
     "first_unplain_amount",
     "may_hold_unplain_amount",
     "snippet",
@@ -140,6 +141,32 @@ class FiniteRows:
             if not all(map(amount_ok, filter(None, self._amounts(row)))):
                 return index
         return None
+
+
+def first_bad_path(
+    rows: Sequence[Any],
+    row_amounts: FiniteRows,
+    path: str,
+    children: Callable[[Any], Sequence[Any]],
+    child_amounts: FiniteRows,
+    child_name: str,
+) -> str | None:
+    """JSON path of the first row, or row of a row's ``children``, holding a bad amount; ``None`` if none.
+
+    One C-level pass over every amount of both levels (:func:`all_sane`); only when it finds one are
+    the rows walked, parents first (``$.data[3]``, then ``$.data[3].tpslOrder[0]``).
+    """
+    kids = list(chain.from_iterable(map(children, rows)))
+    if all_sane(chain(row_amounts.amounts(rows), child_amounts.amounts(kids))):
+        return None
+    index = row_amounts.locate(rows)
+    if index is not None:
+        return f"{path}[{index}]"
+    for index, row in enumerate(rows):
+        child = child_amounts.locate(children(row))
+        if child is not None:
+            return f"{path}[{index}].{child_name}[{child}]"
+    return None  # pragma: no cover - all_sane said there was one
 
 
 def snippet(body: bytes, limit: int = 160) -> str:

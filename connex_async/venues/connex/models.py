@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 import msgspec
 from msgspec import field
 
-from connex_async.decoding import FiniteRows, all_sane
+from connex_async.decoding import FiniteRows, first_bad_path
 
 __all__ = [
     "ASSET_AMOUNTS",
@@ -204,18 +204,9 @@ def check_positions(envelope: ConnexEnvelope[list[Position]]) -> str | None:
     if not all(map(isinstance, chain.from_iterable(map(_IDS, positions)), repeat(str))):
         for p in positions:  # a JSON number, read exactly: now a str
             p.position_id, p.portfolio_id = str(p.position_id), str(p.portfolio_id)
-    orders = list(chain.from_iterable(map(_ORDERS, positions)))
+    orders = chain.from_iterable(map(_ORDERS, positions))
     if any(map(isinstance, map(_ALGO_ID, orders), repeat(int))):
-        for order in orders:
+        for order in chain.from_iterable(map(_ORDERS, positions)):
             if isinstance(order.algo_order_id, int):
                 order.algo_order_id = str(order.algo_order_id)
-    if all_sane(chain(POSITION_AMOUNTS.amounts(positions), TPSL_AMOUNTS.amounts(orders))):
-        return None
-    index = POSITION_AMOUNTS.locate(positions)
-    if index is not None:
-        return f"$.data[{index}]"
-    for index, position in enumerate(positions):
-        order = TPSL_AMOUNTS.locate(position.tpsl_orders)
-        if order is not None:
-            return f"$.data[{index}].tpslOrder[{order}]"
-    return None  # pragma: no cover - all_sane said there was one
+    return first_bad_path(positions, POSITION_AMOUNTS, "$.data", _ORDERS, TPSL_AMOUNTS, "tpslOrder")

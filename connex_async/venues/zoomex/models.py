@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from itertools import chain
+from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
 import msgspec
 from msgspec import field
 
-from connex_async.decoding import FiniteRows, all_sane
+from connex_async.decoding import FiniteRows, first_bad_path
 
 __all__ = [
     "ServerTime",
@@ -90,6 +90,7 @@ class WalletBalance(msgspec.Struct, kw_only=True):
 
 
 ACCOUNT_AMOUNTS = FiniteRows(WalletAccount)
+_COINS = attrgetter("coins")
 COIN_AMOUNTS = FiniteRows(WalletCoin)
 
 
@@ -97,19 +98,9 @@ def check_wallet(envelope: ZoomexEnvelope[WalletBalance]) -> str | None:
     """JSON path of the first non-finite (or out of range) amount of a wallet answer, or ``None``."""
     if envelope.result is None:
         return None
-    accounts = envelope.result.accounts
     # One pass over every amount of every account and coin: a wallet is small, so what costs is
     # the fixed price of each pass, not the amounts.
-    if all_sane(chain(ACCOUNT_AMOUNTS.amounts(accounts), *(COIN_AMOUNTS.amounts(a.coins) for a in accounts))):
-        return None
-    index = ACCOUNT_AMOUNTS.locate(accounts)
-    if index is not None:
-        return f"$.result.list[{index}]"
-    for index, account in enumerate(accounts):
-        coin = COIN_AMOUNTS.locate(account.coins)
-        if coin is not None:
-            return f"$.result.list[{index}].coin[{coin}]"
-    return None  # pragma: no cover - all_sane said there was one
+    return first_bad_path(envelope.result.accounts, ACCOUNT_AMOUNTS, "$.result.list", _COINS, COIN_AMOUNTS, "coin")
 
 
 class ServerTime(msgspec.Struct, kw_only=True):
