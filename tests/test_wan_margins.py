@@ -169,7 +169,10 @@ async def test_a_shared_host_limit_over_a_wan(adaptive: bool) -> None:
         assert run.violations > 0  # the venue answers the first with a ban: the circuit stops the rest
         return
     assert run.violations == 0
-    assert utilization >= 0.85  # the straggler margin of 60 / 1 s is only J + 17 ms: 87%
+    # The straggler margin of 60 / 1 s is only J + 17 ms: about 87% (86.4% alone, 84.997% once in the
+    # full suite on 4 busy workers). What this guards is a margin that follows the network, not the
+    # worst spike: one covering 250 + 120 ms would allow 73%. The same bound as the one-key test.
+    assert utilization >= 0.83
 
 
 async def test_on_loopback_the_adaptive_margin_stays_at_its_floor() -> None:
