@@ -132,7 +132,10 @@ async def test_one_key_at_20_per_second_over_a_wan(adaptive: bool) -> None:
         return
     assert run.violations == 0
     assert run.margin > 0.1  # followed the network (0-120 ms), not the floor
-    assert utilization >= 0.83  # 89% without a spike in sight, 84.6% at the straggler margin (179 ms)
+    # 89% without a spike in sight, 84.6% at the straggler margin (179 ms), 86.3% measured alone; a
+    # margin sized for the worst spike (250 + 120 ms) would allow 73%: that is what the bound catches,
+    # with room for a loaded machine.
+    assert utilization >= 0.8
 
 
 @pytest.mark.parametrize("adaptive", [False, True], ids=["fixed-25ms", "adaptive"])
@@ -171,7 +174,7 @@ async def test_a_shared_host_limit_over_a_wan(adaptive: bool) -> None:
     assert run.violations == 0
     # The straggler margin of 60 / 1 s is only J + 17 ms: about 87% (86.4% alone, 84.997% once in the
     # full suite on 4 busy workers). What this guards is a margin that follows the network, not the
-    # worst spike: one covering 250 + 120 ms would allow 73%. The same bound as the one-key test.
+    # worst spike: one covering 250 + 120 ms would allow 73%.
     assert utilization >= 0.83
 
 
