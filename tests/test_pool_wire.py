@@ -95,18 +95,23 @@ async def test_a_body_over_32_mib_ends_the_call_in_a_typed_error_and_is_not_retr
     assert len(server.of(CX.api_key)) <= 2, "an over-limit body was retried more than once"
 
 
+async def peak_of_a_refused_answer(client: ConnexClient) -> int:
+    """Bytes allocated at most while ``get_assets`` is refused (the connection and imports warmed first,
+    so the peak is the oversized answer's)."""
+    await client.get_positions()
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConnexAsyncError):
+            await bounded(client.get_assets(), 60)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 async def test_a_body_announced_over_32_mib_is_never_read_into_memory() -> None:
     server = RecordingServer(padded_page(OVER_LIMIT, announce_length=True))
     async with server, SessionPool(retry=RetryPolicy(max_retries=0), timeout=30.0) as pool:
-        client = connex(pool, server)
-        await client.get_positions()  # connection and imports warm, so the peak is the big answer's
-        tracemalloc.start()
-        try:
-            with pytest.raises(ConnexAsyncError):
-                await bounded(client.get_assets(), 60)
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
+        peak = await peak_of_a_refused_answer(connex(pool, server))
     assert peak < 8 * MIB, f"{peak / MIB:.1f} MiB allocated for a refused body"
 
 
@@ -114,15 +119,7 @@ async def test_a_chunked_body_is_refused_once_it_passes_max_body_bytes() -> None
     # A small limit and a body 16 times over it: reading stops near the limit, or it does not.
     server = RecordingServer(padded_page(16 * MIB, announce_length=False))
     async with server, SessionPool(retry=RetryPolicy(max_retries=0), max_body_bytes=MIB) as pool:
-        client = connex(pool, server)
-        await client.get_positions()
-        tracemalloc.start()
-        try:
-            with pytest.raises(ConnexAsyncError):
-                await bounded(client.get_assets(), 60)
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
+        peak = await peak_of_a_refused_answer(connex(pool, server))
     assert peak < 4 * MIB, f"{peak / MIB:.1f} MiB allocated for a body refused at 1 MiB"
 
 
